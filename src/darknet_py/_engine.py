@@ -1,0 +1,54 @@
+"""Loads the compiled engine and turns its status codes into exceptions."""
+from __future__ import annotations
+
+import ctypes
+import os
+
+from .errors import CfgError, DarknetError, DarknetIOError, ShapeError, StateError, WeightsError
+
+
+def _preload_blas() -> None:
+    # The extension links libscipy_openblas.so with an rpath that only works when
+    # both packages sit in one site-packages; loading it here by absolute path
+    # makes editable installs and unusual layouts work as well.
+    try:
+        import scipy_openblas32
+    except ImportError:
+        return
+    path = os.path.join(scipy_openblas32.get_lib_dir(), f"lib{scipy_openblas32.get_library()}.so")
+    if os.path.exists(path):
+        ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+
+
+_preload_blas()
+
+try:
+    from ._darknet_engine import ffi, lib  # noqa: E402
+except ImportError as exc:  # pragma: no cover - only without a build
+    raise ImportError(
+        "darknet_py's compiled engine is missing; install the package with "
+        "`pip install .` (or `python build_ext.py` in a source checkout)"
+    ) from exc
+
+_STATUS_ERRORS = {
+    lib.DN_ERR_IO: DarknetIOError,
+    lib.DN_ERR_CFG: CfgError,
+    lib.DN_ERR_WEIGHTS: WeightsError,
+    lib.DN_ERR_ARGUMENT: ShapeError,
+    lib.DN_ERR_MEMORY: MemoryError,
+    lib.DN_ERR_STATE: StateError,
+}
+
+
+def check(status: int) -> None:
+    """Raise the exception matching a dn_status, with the engine's message."""
+    if status == lib.DN_OK:
+        return
+    message = ffi.string(lib.dn_last_error()).decode("utf-8", "replace")
+    error = _STATUS_ERRORS.get(status, DarknetError)
+    raise error(message or f"darknet engine error {status}")
+
+
+def as_float_buffer(array):
+    """A cffi float* view of a C-contiguous float32 numpy array (no copy)."""
+    return ffi.cast("float *", ffi.from_buffer(array))

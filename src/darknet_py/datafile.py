@@ -1,0 +1,144 @@
+"""darknet's dataset files: the .data file, .names, image lists and YOLO label files.
+
+Relative paths are resolved as darknet does (against the current directory) and,
+when nothing exists there, against the directory of the file that names them, so a
+dataset folder can be moved as a whole.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from .errors import DarknetIOError, DataError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The contents of a darknet `.data` file."""
+
+    path: Path
+    classes: int
+    train: Optional[Path]
+    valid: Optional[Path]
+    names_path: Optional[Path]
+    names: list[str]
+    backup: Optional[Path]
+
+
+def _resolve(value: str, base_dir: Path) -> Path:
+    candidate = Path(value).expanduser()
+    if candidate.is_absolute() or candidate.exists():
+        return candidate
+    beside = base_dir / candidate
+    return beside if beside.exists() else candidate
+
+
+def _read_text_lines(path: Path, what: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        raise DarknetIOError(f"{path}: {what} not found") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: {what} is not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise DarknetIOError(f"{path}: cannot read {what}: {exc.strerror}") from None
+
+
+def read_names(path: PathLike) -> list[str]:
+    """Class names, one per non-empty line."""
+    path = Path(path)
+    return [line.strip() for line in _read_text_lines(path, ".names file") if line.strip()]
+
+
+def read_data_file(path: PathLike) -> DataConfig:
+    """Parse a `.data` file (`classes = 2`, `train = ...`, `valid = ...`, `names = ...`, `backup = ...`)."""
+    path = Path(path)
+    values: dict[str, tuple[str, int]] = {}
+    for number, raw in enumerate(_read_text_lines(path, ".data file"), start=1):
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if "=" not in line:
+            raise DataError(f"{path}:{number}: expected 'key = value', got {line!r}")
+        key, value = (part.strip() for part in line.split("=", 1))
+        values.setdefault(key, (value, number))  # darknet: the first occurrence wins
+    base = path.parent
+    if "classes" not in values:
+        raise DataError(f"{path}: missing 'classes = N'")
+    classes_text, classes_line = values["classes"]
+    if not re.fullmatch(r"\d+", classes_text) or int(classes_text) < 1:
+        raise DataError(f"{path}:{classes_line}: classes must be a positive integer, got {classes_text!r}")
+    classes = int(classes_text)
+
+    def optional_path(key: str) -> Optional[Path]:
+        if key not in values or not values[key][0]:
+            return None
+        return _resolve(values[key][0], base)
+
+    names_path = optional_path("names")
+    names = read_names(names_path) if names_path is not None else []
+    if names and len(names) < classes:
+        raise DataError(f"{names_path}: {len(names)} names for classes = {classes} in {path}")
+    if not names:
+        names = [str(i) for i in range(classes)]
+    return DataConfig(
+        path=path,
+        classes=classes,
+        train=optional_path("train"),
+        valid=optional_path("valid"),
+        names_path=names_path,
+        names=names[:classes],
+        backup=optional_path("backup"),
+    )
+
+
+def read_image_list(path: PathLike) -> list[Path]:
+    """Image paths of a train/valid list, one per non-empty line."""
+    path = Path(path)
+    base = path.parent
+    return [_resolve(line.strip(), base) for line in _read_text_lines(path, "image list") if line.strip()]
+
+
+def label_path_for(image_path: PathLike) -> Path:
+    """darknet's rule: `/images/` or `/JPEGImages/` -> `/labels/`, extension -> `.txt`."""
+    text = str(image_path)
+    for folder in ("/images/", "/JPEGImages/"):
+        if folder in text:
+            head, tail = text.rsplit(folder, 1)
+            text = head + "/labels/" + tail
+            break
+    return Path(os.path.splitext(text)[0] + ".txt")
+
+
+def read_labels(path: PathLike) -> np.ndarray:
+    """A YOLO label file as a float32 array (n, 5): class, cx, cy, w, h (relative to the image).
+
+    A missing file raises DarknetIOError (callers that treat it as "no boxes" catch it);
+    a malformed line raises DataError naming the file and line.
+    """
+    path = Path(path)
+    rows = []
+    for number, raw in enumerate(_read_text_lines(path, "label file"), start=1):
+        fields = raw.split()
+        if not fields:
+            continue
+        if len(fields) != 5:
+            raise DataError(f"{path}:{number}: expected 'class cx cy w h', got {raw.strip()!r}")
+        try:
+            values = [float(v) for v in fields]
+        except ValueError:
+            raise DataError(f"{path}:{number}: not a number in {raw.strip()!r}") from None
+        if not values[0].is_integer() or values[0] < 0:
+            raise DataError(f"{path}:{number}: class id must be a non-negative integer, got {fields[0]!r}")
+        if not all(np.isfinite(values)):
+            raise DataError(f"{path}:{number}: non-finite value in {raw.strip()!r}")
+        rows.append(values)
+    return np.asarray(rows, dtype=np.float32).reshape(-1, 5)

@@ -1,0 +1,172 @@
+/*
+ * darknet_py engine: a darknet-compatible YOLO engine built as a library.
+ *
+ * Conventions
+ *  - Opaque handles with explicit create/free; the library keeps no global state
+ *    except the per-thread "last error" message.
+ *  - Every fallible call returns a dn_status; on failure dn_last_error() holds a
+ *    message naming the file, line and option (or the argument) at fault.
+ *  - The library never exits, aborts or prints; warnings go to a dn_log_fn.
+ *  - Arrays are caller-owned float32, NCHW, contiguous.
+ */
+#ifndef DARKNET_H
+#define DARKNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    DN_OK = 0,
+    DN_ERR_IO = 1,        /* a file cannot be opened, read or written */
+    DN_ERR_CFG = 2,       /* the cfg text is invalid */
+    DN_ERR_WEIGHTS = 3,   /* the .weights file is invalid or truncated */
+    DN_ERR_ARGUMENT = 4,  /* a caller passed a bad value (shape, index, ...) */
+    DN_ERR_MEMORY = 5,    /* an allocation failed */
+    DN_ERR_STATE = 6      /* the call does not fit the object's state */
+} dn_status;
+
+/* Message of the last failed call on this thread ("" when none). */
+const char *dn_last_error(void);
+
+typedef enum { DN_LOG_INFO = 0, DN_LOG_WARNING = 1 } dn_log_level;
+typedef void (*dn_log_fn)(void *user, int level, const char *message);
+
+typedef enum {
+    DN_LAYER_CONVOLUTIONAL = 0,
+    DN_LAYER_MAXPOOL = 1,
+    DN_LAYER_ROUTE = 2,
+    DN_LAYER_SHORTCUT = 3,
+    DN_LAYER_UPSAMPLE = 4,
+    DN_LAYER_YOLO = 5
+} dn_layer_type;
+
+typedef enum {
+    DN_ACT_LOGISTIC = 0,
+    DN_ACT_LINEAR = 1,
+    DN_ACT_LEAKY = 2,
+    DN_ACT_RELU = 3,
+    DN_ACT_MISH = 4,
+    DN_ACT_SWISH = 5
+} dn_activation;
+
+typedef enum {
+    DN_NMS_DEFAULT = 0,   /* per-class greedy on IoU */
+    DN_NMS_GREEDY = 1,    /* "greedynms": DIoU with exponent 0.6 */
+    DN_NMS_DIOU = 2       /* "diounms": DIoU with exponent beta_nms */
+} dn_nms_kind;
+
+typedef enum { DN_IOU_MSE = 0, DN_IOU_GIOU = 1, DN_IOU_DIOU = 2, DN_IOU_CIOU = 3 } dn_iou_loss;
+
+typedef enum { DN_POLICY_CONSTANT = 0, DN_POLICY_STEPS = 1, DN_POLICY_POLY = 2 } dn_lr_policy;
+
+#define DN_MAX_STEPS 16
+
+/* The [net] section as read from the cfg (training settings included). */
+typedef struct {
+    int batch, subdivisions;
+    int width, height, channels;
+    float momentum, decay, learning_rate;
+    int burn_in;
+    float power;
+    int max_batches;
+    int policy;                     /* dn_lr_policy */
+    int num_steps;
+    int steps[DN_MAX_STEPS];
+    float scales[DN_MAX_STEPS];
+    float angle, saturation, exposure, hue;
+    int mosaic, flip, letter_box;
+} dn_net_params;
+
+/* One layer's shape and settings; fields that do not apply to a type are 0. */
+typedef struct {
+    int type;                       /* dn_layer_type */
+    int cfg_line;                   /* line of the section header in the cfg */
+    int w, h, c;                    /* input, per image */
+    int out_w, out_h, out_c;        /* output, per image */
+    /* convolutional / maxpool */
+    int filters, size, stride, pad, groups, batch_normalize, activation, stopbackward;
+    /* route */
+    int num_inputs;
+    int inputs[8];                  /* absolute layer indexes (route: up to 8, shortcut: 1) */
+    int route_groups, route_group_id;
+    /* upsample */
+    float upsample_scale;
+    /* yolo */
+    int classes, num_masks, total_anchors;
+    int mask[16];
+    float anchors[64];              /* all anchors, w,h pairs in network pixels */
+    float scale_x_y, jitter, ignore_thresh, truth_thresh, iou_thresh;
+    float iou_normalizer, cls_normalizer, obj_normalizer, max_delta, label_smooth_eps;
+    float beta_nms, resize;
+    int nms_kind, iou_loss, random, max_boxes;
+} dn_layer_info;
+
+typedef struct dn_network dn_network;
+
+/*
+ * Parse a cfg and allocate the network for `batch` images per forward pass.
+ * Weights get darknet's random initialisation drawn from `seed`.
+ * `log` (may be NULL) receives warnings such as unknown options.
+ */
+dn_status dn_network_create(const char *cfg_path, int batch, uint64_t seed,
+                            dn_log_fn log, void *log_user, dn_network **out);
+void dn_network_free(dn_network *net);
+
+dn_status dn_network_params(const dn_network *net, dn_net_params *out);
+int dn_network_layer_count(const dn_network *net);
+dn_status dn_network_layer_info(const dn_network *net, int index, dn_layer_info *out);
+int dn_network_batch(const dn_network *net);
+uint64_t dn_network_seen(const dn_network *net);
+
+/*
+ * Load a .weights file. A file that ends at a layer boundary (e.g. *.conv.137)
+ * loads the layers it holds; *layers_loaded tells how many convolutional
+ * layers were filled. A file that ends inside a layer is an error.
+ */
+dn_status dn_network_load_weights(dn_network *net, const char *path, int *layers_loaded);
+/* Write version 0.2.5 weights with a 64-bit `seen`. */
+dn_status dn_network_save_weights(const dn_network *net, const char *path);
+
+/*
+ * Forward `n` images (1 <= n <= batch), input shaped (n, c, h, w), values
+ * usually in [0, 1], RGB. Outputs stay in the network until the next call.
+ */
+dn_status dn_network_forward(dn_network *net, const float *input, int n);
+
+/* Copy layer `index`'s output for the last forward: n * out_c * out_h * out_w floats. */
+dn_status dn_network_copy_output(const dn_network *net, int index, float *dst, size_t count);
+
+/* Number of parameters of a convolutional layer and access to them. */
+typedef enum {
+    DN_PARAM_WEIGHTS = 0, DN_PARAM_BIASES = 1, DN_PARAM_SCALES = 2,
+    DN_PARAM_ROLLING_MEAN = 3, DN_PARAM_ROLLING_VARIANCE = 4
+} dn_param_kind;
+dn_status dn_network_param_size(const dn_network *net, int index, int kind, size_t *count);
+dn_status dn_network_get_param(const dn_network *net, int index, int kind, float *dst, size_t count);
+dn_status dn_network_set_param(dn_network *net, int index, int kind, const float *src, size_t count);
+
+/*
+ * Non-maximum suppression in darknet's way: for each class, boxes sorted by
+ * probability; a box whose overlap with a stronger one exceeds `thresh` gets
+ * that class's probability set to 0. boxes: n x (cx, cy, w, h); probs: n x classes.
+ */
+dn_status dn_nms(const float *boxes, float *probs, int n, int classes, float thresh,
+                 int kind, float beta);
+
+/*
+ * darknet's calc_anchors: k-means over (w, h) points with distance 1 - IoU of
+ * corner-aligned boxes, seeded with k random points drawn from `seed`.
+ * anchors_out receives k (w, h) pairs sorted by area; *avg_iou the mean best IoU.
+ */
+dn_status dn_calc_anchors(const float *wh, int n, int k, uint64_t seed, int max_iterations,
+                          float *anchors_out, float *avg_iou, int *iterations_run);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
