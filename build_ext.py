@@ -70,14 +70,18 @@ def blas_options() -> dict:
     raise SystemExit(f"darknet_py: DARKNET_PY_BLAS={choice!r} is not one of scipy-openblas32, cblas, none")
 
 
-def make_builder() -> FFI:
+def make_builder(absolute_paths: bool = False) -> FFI:
+    """The FFI builder; setuptools wants relative source paths, cffi's own
+    compile() (which changes into its temporary directory) absolute ones."""
     if os.environ.get("DARKNET_PY_GPU", "0") not in ("", "0"):
         raise SystemExit(
             "darknet_py: DARKNET_PY_GPU=1 asks for the CUDA build, which this version does not "
             "have yet; unset it to build for the CPU"
         )
+    root = HERE if absolute_paths else ""
     sources = sorted(
-        os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, ENGINE, "src", "*.c"))
+        os.path.join(root, os.path.relpath(p, HERE))
+        for p in glob.glob(os.path.join(HERE, ENGINE, "src", "*.c"))
     )
     blas = blas_options()
     debug = os.environ.get("DARKNET_PY_DEBUG", "0") not in ("", "0")
@@ -85,11 +89,13 @@ def make_builder() -> FFI:
     compile_args += ["-O0", "-g"] if debug else ["-O3"]
     ffi = FFI()
     ffi.cdef(header_cdef())
+    # Log messages from the engine reach Python through this callback.
+    ffi.cdef('extern "Python" void dn_py_log(void *user, int level, const char *message);')
     ffi.set_source(
         MODULE,
         '#include "darknet.h"',
         sources=sources,
-        include_dirs=[os.path.join(ENGINE, "include"), os.path.join(ENGINE, "src")]
+        include_dirs=[os.path.join(root, ENGINE, "include"), os.path.join(root, ENGINE, "src")]
         + blas.get("include_dirs", []),
         define_macros=blas.get("define_macros", []),
         library_dirs=blas.get("library_dirs", []),
@@ -107,7 +113,7 @@ def build_in_place() -> str:
     """Compile into build/cffi and copy the extension into src/darknet_py/."""
     os.chdir(HERE)
     tmpdir = os.path.join(HERE, "build", "cffi")
-    built = ffibuilder.compile(tmpdir=tmpdir, verbose=False)
+    built = make_builder(absolute_paths=True).compile(tmpdir=tmpdir, verbose=False)
     target = os.path.join(HERE, "src", "darknet_py", os.path.basename(built))
     shutil.copyfile(built, target + ".tmp")
     os.replace(target + ".tmp", target)

@@ -11,13 +11,21 @@ from .errors import (
     WeightsError,
 )
 
+from .detect import Detection
+from .network import DarknetWarning, LayerInfo, NetParams, Network
+
 __version__ = "0.1.0"
 
 __all__ = [
     "CfgError",
     "DarknetError",
     "DarknetIOError",
+    "DarknetWarning",
     "DataError",
+    "Detection",
+    "LayerInfo",
+    "NetParams",
+    "Network",
     "ShapeError",
     "StateError",
     "WeightsError",

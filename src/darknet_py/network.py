@@ -1,0 +1,387 @@
+"""`Network`: a darknet cfg (+ .weights) loaded into the engine, with forward and detect."""
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from . import detect as _detect
+from ._engine import as_float_buffer, check, ffi, lib
+from .datafile import read_names
+from .errors import DarknetIOError, ShapeError, StateError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+LAYER_TYPES = ("convolutional", "maxpool", "route", "shortcut", "upsample", "yolo")
+ACTIVATIONS = ("logistic", "linear", "leaky", "relu", "mish", "swish")
+NMS_KINDS = ("default", "greedynms", "diounms")
+IOU_LOSSES = ("mse", "giou", "diou", "ciou")
+LR_POLICIES = ("constant", "steps", "poly")
+
+
+class DarknetWarning(UserWarning):
+    """A problem the engine reported without failing (for example an unknown cfg option)."""
+
+
+@ffi.def_extern()
+def dn_py_log(user, level, message):  # noqa: ANN001 - called by the engine through cffi
+    text = ffi.string(message).decode("utf-8", "replace")
+    if level >= lib.DN_LOG_WARNING:
+        warnings.warn(text, DarknetWarning, stacklevel=4)
+
+
+@dataclass(frozen=True)
+class NetParams:
+    """The cfg's [net] section. Sizes in network pixels."""
+
+    batch: int
+    subdivisions: int
+    width: int
+    height: int
+    channels: int
+    momentum: float
+    decay: float
+    learning_rate: float
+    burn_in: int
+    power: float
+    max_batches: int
+    policy: str
+    steps: tuple[int, ...]
+    scales: tuple[float, ...]
+    angle: float
+    saturation: float
+    exposure: float
+    hue: float
+    mosaic: bool
+    flip: bool
+    letter_box: bool
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One layer of the network. Shapes are per image, (channels, height, width)."""
+
+    index: int
+    type: str
+    cfg_line: int
+    input_shape: tuple[int, int, int]
+    output_shape: tuple[int, int, int]
+    filters: int = 0
+    size: int = 0
+    stride: int = 0
+    pad: int = 0
+    groups: int = 0
+    batch_normalize: bool = False
+    activation: Optional[str] = None
+    stopbackward: int = 0
+    inputs: tuple[int, ...] = ()
+    classes: int = 0
+    mask: tuple[int, ...] = ()
+    anchors: tuple[tuple[float, float], ...] = ()
+    scale_x_y: float = 1.0
+    nms_kind: Optional[str] = None
+    beta_nms: float = 0.0
+    ignore_thresh: float = 0.0
+    iou_loss: Optional[str] = None
+
+
+def _layer_info(index: int, raw) -> LayerInfo:  # noqa: ANN001 - a cffi struct
+    kind = LAYER_TYPES[raw.type]
+    common = dict(
+        index=index,
+        type=kind,
+        cfg_line=raw.cfg_line,
+        input_shape=(raw.c, raw.h, raw.w),
+        output_shape=(raw.out_c, raw.out_h, raw.out_w),
+    )
+    if kind == "convolutional":
+        return LayerInfo(
+            **common, filters=raw.filters, size=raw.size, stride=raw.stride, pad=raw.pad, groups=raw.groups,
+            batch_normalize=bool(raw.batch_normalize), activation=ACTIVATIONS[raw.activation],
+            stopbackward=raw.stopbackward,
+        )
+    if kind == "maxpool":
+        return LayerInfo(**common, size=raw.size, stride=raw.stride, pad=raw.pad)
+    if kind == "upsample":
+        return LayerInfo(**common, stride=raw.stride)
+    if kind in ("route", "shortcut"):
+        activation = ACTIVATIONS[raw.activation] if kind == "shortcut" else None
+        return LayerInfo(**common, inputs=tuple(raw.inputs[0:raw.num_inputs]), activation=activation,
+                         groups=raw.route_groups if kind == "route" else 0)
+    anchors = tuple((float(raw.anchors[2 * i]), float(raw.anchors[2 * i + 1])) for i in range(raw.total_anchors))
+    return LayerInfo(
+        **common, classes=raw.classes, mask=tuple(raw.mask[0:raw.num_masks]), anchors=anchors,
+        scale_x_y=float(raw.scale_x_y), nms_kind=NMS_KINDS[raw.nms_kind], beta_nms=float(raw.beta_nms),
+        ignore_thresh=float(raw.ignore_thresh), iou_loss=IOU_LOSSES[raw.iou_loss],
+    )
+
+
+class Network:
+    """A darknet network held by the C engine.
+
+    `cfg` is a darknet .cfg file; `weights` an optional .weights file (a partial file such as
+    `yolov4.conv.137` fills the layers it holds, the rest keep darknet's random initialisation,
+    drawn from `seed`). `batch` is the most images one engine call takes; larger inputs are split.
+    `names` is a list of class names or a .names file. The network is guarded by a lock, so one
+    instance may be shared by threads (calls are serialised); use one per thread for parallelism.
+    """
+
+    def __init__(
+        self,
+        cfg: PathLike,
+        weights: Optional[PathLike] = None,
+        batch: int = 1,
+        *,
+        names: Union[None, PathLike, Sequence[str]] = None,
+        seed: int = 0,
+    ) -> None:
+        self._handle_ptr = None
+        self._lock = threading.Lock()
+        if not isinstance(batch, (int, np.integer)) or batch < 1:
+            raise ShapeError(f"batch must be a positive integer, got {batch!r}")
+        self.cfg_path = Path(cfg)
+        if not self.cfg_path.is_file():
+            raise DarknetIOError(f"{self.cfg_path}: cfg file not found")
+        self._log_handle = ffi.new_handle(self)
+        out = ffi.new("dn_network **")
+        check(lib.dn_network_create(os.fsencode(self.cfg_path), int(batch), int(seed) & (2**64 - 1),
+                                    lib.dn_py_log, self._log_handle, out))
+        self._handle_ptr = out[0]
+        try:
+            self._read_structure()
+            self.layers_loaded = 0
+            if weights is not None:
+                self.load_weights(weights)
+            self.names = self._resolve_names(names)
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- structure ----
+    def _read_structure(self) -> None:
+        params = ffi.new("dn_net_params *")
+        check(lib.dn_network_params(self._handle_ptr, params))
+        p = params[0]
+        self.params = NetParams(
+            batch=p.batch, subdivisions=p.subdivisions, width=p.width, height=p.height, channels=p.channels,
+            momentum=float(p.momentum), decay=float(p.decay), learning_rate=float(p.learning_rate),
+            burn_in=p.burn_in, power=float(p.power), max_batches=p.max_batches, policy=LR_POLICIES[p.policy],
+            steps=tuple(p.steps[0:p.num_steps]), scales=tuple(float(s) for s in p.scales[0:p.num_steps]),
+            angle=float(p.angle), saturation=float(p.saturation), exposure=float(p.exposure), hue=float(p.hue),
+            mosaic=bool(p.mosaic), flip=bool(p.flip), letter_box=bool(p.letter_box),
+        )
+        info = ffi.new("dn_layer_info *")
+        layers = []
+        for i in range(lib.dn_network_layer_count(self._handle_ptr)):
+            check(lib.dn_network_layer_info(self._handle_ptr, i, info))
+            layers.append(_layer_info(i, info[0]))
+        self.layers: list[LayerInfo] = layers
+        self.yolo_layers: list[LayerInfo] = [layer for layer in layers if layer.type == "yolo"]
+        self.batch: int = lib.dn_network_batch(self._handle_ptr)
+
+    def _resolve_names(self, names: Union[None, PathLike, Sequence[str]]) -> list[str]:
+        if names is None:
+            return [str(i) for i in range(self.classes)]
+        if isinstance(names, (str, os.PathLike)):
+            names = read_names(names)
+        names = list(names)
+        if len(names) < self.classes:
+            raise ShapeError(f"{len(names)} class names for a network with {self.classes} classes")
+        return names[: self.classes]
+
+    @property
+    def width(self) -> int:
+        return self.params.width
+
+    @property
+    def height(self) -> int:
+        return self.params.height
+
+    @property
+    def channels(self) -> int:
+        return self.params.channels
+
+    @property
+    def classes(self) -> int:
+        """Classes of the last [yolo] layer (0 for a network without one)."""
+        return self.yolo_layers[-1].classes if self.yolo_layers else 0
+
+    @property
+    def letter_box(self) -> bool:
+        return self.params.letter_box
+
+    @property
+    def seen(self) -> int:
+        """Images seen in training, as stored in the .weights header."""
+        with self._lock:
+            return int(lib.dn_network_seen(self._live()))
+
+    @property
+    def closed(self) -> bool:
+        return self._handle_ptr is None
+
+    def _live(self):  # noqa: ANN202 - a cffi pointer
+        if self._handle_ptr is None:
+            raise StateError(f"the network of {self.cfg_path} is closed")
+        return self._handle_ptr
+
+    # ---- weights ----
+    def load_weights(self, path: PathLike) -> int:
+        """Load a .weights file; returns the number of convolutional layers it filled."""
+        path = Path(path)
+        if not path.is_file():
+            raise DarknetIOError(f"{path}: weights file not found")
+        loaded = ffi.new("int *")
+        with self._lock:
+            check(lib.dn_network_load_weights(self._live(), os.fsencode(path), loaded))
+        self.layers_loaded = loaded[0]
+        return self.layers_loaded
+
+    def save_weights(self, path: PathLike) -> Path:
+        """Write darknet .weights (version 0.2.5); written to a temporary file, then renamed."""
+        path = Path(path)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with self._lock:
+                check(lib.dn_network_save_weights(self._live(), os.fsencode(temporary)))
+            os.replace(temporary, path)
+        finally:
+            if temporary.exists():
+                temporary.unlink()
+        return path
+
+    def get_parameter(self, layer: int, kind: str) -> np.ndarray:
+        """A copy of a convolutional layer's `weights` (filters, c/groups, size, size), `biases`,
+        `scales`, `rolling_mean` or `rolling_variance`."""
+        code, shape = self._parameter(layer, kind)
+        out = np.empty(shape, dtype=np.float32)
+        with self._lock:
+            check(lib.dn_network_get_param(self._live(), layer, code, as_float_buffer(out), out.size))
+        return out
+
+    def set_parameter(self, layer: int, kind: str, values: np.ndarray) -> None:
+        """Overwrite a convolutional layer's parameter (same shapes as get_parameter)."""
+        code, shape = self._parameter(layer, kind)
+        values = np.ascontiguousarray(values, dtype=np.float32)
+        if values.size != int(np.prod(shape)):
+            raise ShapeError(f"layer {layer} {kind}: expected {shape}, got {values.shape}")
+        with self._lock:
+            check(lib.dn_network_set_param(self._live(), layer, code, as_float_buffer(values), values.size))
+
+    def _parameter(self, layer: int, kind: str) -> tuple[int, tuple[int, ...]]:
+        codes = {"weights": lib.DN_PARAM_WEIGHTS, "biases": lib.DN_PARAM_BIASES, "scales": lib.DN_PARAM_SCALES,
+                 "rolling_mean": lib.DN_PARAM_ROLLING_MEAN, "rolling_variance": lib.DN_PARAM_ROLLING_VARIANCE}
+        if kind not in codes:
+            raise ShapeError(f"unknown parameter kind {kind!r}; expected one of {sorted(codes)}")
+        if not 0 <= layer < len(self.layers) or self.layers[layer].type != "convolutional":
+            raise ShapeError(f"layer {layer} is not a [convolutional] layer")
+        info = self.layers[layer]
+        if kind == "weights":
+            shape = (info.filters, info.input_shape[0] // info.groups, info.size, info.size)
+        else:
+            shape = (info.filters,)
+        return codes[kind], shape
+
+    # ---- inference ----
+    def forward(self, blob: np.ndarray) -> list[np.ndarray]:
+        """Run the network on `blob`, float32 (N, C, H, W), RGB in [0, 1].
+
+        Returns one array per [yolo] layer shaped (N, masks * (5 + classes), h, w), activated
+        as darknet's yolo layer output: logistic x, y (with scale_x_y), objectness and classes;
+        raw w, h. N may exceed `batch`; the work is split into engine calls of `batch` images.
+        """
+        blob = self._check_blob(blob)
+        n = blob.shape[0]
+        outputs = [np.empty((n,) + layer.output_shape, dtype=np.float32) for layer in self.yolo_layers]
+        with self._lock:
+            handle = self._live()
+            for start in range(0, n, self.batch):
+                chunk = np.ascontiguousarray(blob[start:start + self.batch])
+                count = chunk.shape[0]
+                check(lib.dn_network_forward(handle, as_float_buffer(chunk), count))
+                for layer, out in zip(self.yolo_layers, outputs):
+                    part = out[start:start + count]
+                    check(lib.dn_network_copy_output(handle, layer.index, as_float_buffer(part), part.size))
+        return outputs
+
+    def forward_layer_outputs(self, blob: np.ndarray) -> list[np.ndarray]:
+        """Every layer's output for `blob` (at most `batch` images); for inspection and tests."""
+        blob = self._check_blob(blob)
+        if blob.shape[0] > self.batch:
+            raise ShapeError(f"{blob.shape[0]} images for a network of batch {self.batch}")
+        with self._lock:
+            handle = self._live()
+            check(lib.dn_network_forward(handle, as_float_buffer(blob), blob.shape[0]))
+            outputs = []
+            for layer in self.layers:
+                out = np.empty((blob.shape[0],) + layer.output_shape, dtype=np.float32)
+                check(lib.dn_network_copy_output(handle, layer.index, as_float_buffer(out), out.size))
+                outputs.append(out)
+        return outputs
+
+    def _check_blob(self, blob: np.ndarray) -> np.ndarray:
+        self._live()
+        if not isinstance(blob, np.ndarray):
+            raise ShapeError(f"forward expects a numpy array, got {type(blob).__name__}")
+        expected = (self.channels, self.height, self.width)
+        if blob.ndim != 4 or blob.shape[1:] != expected or blob.shape[0] < 1:
+            raise ShapeError(f"forward expects float32 (N, {expected[0]}, {expected[1]}, {expected[2]}) NCHW, "
+                             f"got shape {blob.shape}")
+        if not np.issubdtype(blob.dtype, np.number):
+            raise ShapeError(f"forward expects numbers, got dtype {blob.dtype}")
+        return np.ascontiguousarray(blob, dtype=np.float32)
+
+    def detect(self, image_bgr: np.ndarray, thresh: float = 0.25, nms: float = 0.45) -> list[_detect.Detection]:
+        """Detections on one BGR uint8 image (H, W, 3), boxes in pixels of that image."""
+        return self.detect_batch([image_bgr], thresh=thresh, nms=nms)[0]
+
+    def detect_batch(self, images_bgr: Sequence[np.ndarray], thresh: float = 0.25,
+                     nms: float = 0.45) -> list[list[_detect.Detection]]:
+        """detect() for several images, run through the engine `batch` at a time."""
+        if not 0 <= thresh <= 1 or not 0 <= nms <= 1:
+            raise ShapeError(f"thresh and nms must be in [0, 1], got thresh={thresh}, nms={nms}")
+        if not self.yolo_layers:
+            raise StateError(f"{self.cfg_path} has no [yolo] layer to detect with")
+        images = list(images_bgr)
+        if not images:
+            return []
+        blob = np.stack([_detect.preprocess(img, self.width, self.height, self.letter_box) for img in images])
+        outputs = self.forward(blob)
+        results = []
+        for i, image in enumerate(images):
+            boxes, probs = _detect.decode(
+                [out[i] for out in outputs], self.yolo_layers, self.width, self.height,
+                image.shape[1], image.shape[0], self.letter_box, thresh,
+            )
+            last = self.yolo_layers[-1]
+            if nms > 0 and len(boxes):
+                _detect.nms(boxes, probs, nms, last.nms_kind, last.beta_nms)
+            results.append(_detect.to_detections(boxes, probs, thresh, image.shape[1], image.shape[0], self.names))
+        return results
+
+    # ---- lifetime ----
+    def close(self) -> None:
+        """Free the engine's memory; later calls raise StateError. Safe to call twice."""
+        with self._lock:
+            if self._handle_ptr is not None:
+                lib.dn_network_free(self._handle_ptr)
+                self._handle_ptr = None
+
+    def __enter__(self) -> "Network":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_handle_ptr", None) is not None:
+            self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self.layers)} layers"
+        return f"Network({str(self.cfg_path)!r}, {self.width}x{self.height}, batch={getattr(self, 'batch', '?')}, {state})"

@@ -1,0 +1,55 @@
+/* Activation functions of darknet's convolutional and shortcut layers. */
+#include "internal.h"
+
+#include <string.h>
+
+static const struct {
+    const char *name;
+    dn_activation value;
+} known_activations[] = {
+    {"logistic", DN_ACT_LOGISTIC}, {"linear", DN_ACT_LINEAR}, {"leaky", DN_ACT_LEAKY},
+    {"relu", DN_ACT_RELU},         {"mish", DN_ACT_MISH},     {"swish", DN_ACT_SWISH},
+};
+
+int dn_activation_from_name(const char *name, dn_activation *out)
+{
+    for (size_t i = 0; i < sizeof known_activations / sizeof known_activations[0]; ++i) {
+        if (strcmp(name, known_activations[i].name) == 0) {
+            *out = known_activations[i].value;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* darknet's softplus with its threshold of 20, so large inputs stay exact. */
+static inline float softplus(float x)
+{
+    if (x > 20.0f) return x;
+    if (x < -20.0f) return expf(x);
+    return log1pf(expf(x));
+}
+
+void dn_activate_array(float *x, size_t n, dn_activation a)
+{
+    size_t i;
+    switch (a) {
+    case DN_ACT_LINEAR:
+        break;
+    case DN_ACT_LOGISTIC:
+        for (i = 0; i < n; ++i) x[i] = dn_logistic(x[i]);
+        break;
+    case DN_ACT_LEAKY:
+        for (i = 0; i < n; ++i) x[i] = x[i] > 0 ? x[i] : 0.1f * x[i];
+        break;
+    case DN_ACT_RELU:
+        for (i = 0; i < n; ++i) x[i] = x[i] > 0 ? x[i] : 0;
+        break;
+    case DN_ACT_MISH:
+        for (i = 0; i < n; ++i) x[i] = x[i] * tanhf(softplus(x[i]));
+        break;
+    case DN_ACT_SWISH:
+        for (i = 0; i < n; ++i) x[i] = x[i] * dn_logistic(x[i]);
+        break;
+    }
+}

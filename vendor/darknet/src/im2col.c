@@ -1,0 +1,50 @@
+/* Unfold image patches into columns so a convolution becomes one GEMM. */
+#include "internal.h"
+
+#include <string.h>
+
+/*
+ * col has (channels * ksize * ksize) rows of (out_h * out_w) values; row
+ * (ch, ky, kx) holds the input pixel under kernel tap (ky, kx) for every output
+ * position, 0 where the tap falls into the padding.
+ */
+void dn_im2col(const float *im, int channels, int height, int width, int ksize, int stride, int pad,
+               float *col)
+{
+    const int out_h = (height + 2 * pad - ksize) / stride + 1;
+    const int out_w = (width + 2 * pad - ksize) / stride + 1;
+    const size_t plane = (size_t)out_h * out_w;
+    for (int ch = 0; ch < channels; ++ch) {
+        const float *src = im + (size_t)ch * height * width;
+        for (int ky = 0; ky < ksize; ++ky) {
+            for (int kx = 0; kx < ksize; ++kx) {
+                float *dst = col + ((size_t)(ch * ksize + ky) * ksize + kx) * plane;
+                for (int oy = 0; oy < out_h; ++oy) {
+                    const int iy = oy * stride - pad + ky;
+                    float *out_row = dst + (size_t)oy * out_w;
+                    if (iy < 0 || iy >= height) {
+                        memset(out_row, 0, sizeof(float) * (size_t)out_w);
+                        continue;
+                    }
+                    const float *in_row = src + (size_t)iy * width;
+                    if (stride == 1) {
+                        /* contiguous run in the middle, zeros at the borders */
+                        int ox_begin = pad - kx > 0 ? pad - kx : 0;
+                        int ox_end = width + pad - kx < out_w ? width + pad - kx : out_w;
+                        if (ox_end < ox_begin) ox_end = ox_begin;
+                        for (int ox = 0; ox < ox_begin; ++ox) out_row[ox] = 0;
+                        if (ox_end > ox_begin)
+                            memcpy(out_row + ox_begin, in_row + ox_begin - pad + kx,
+                                   sizeof(float) * (size_t)(ox_end - ox_begin));
+                        for (int ox = ox_end; ox < out_w; ++ox) out_row[ox] = 0;
+                    } else {
+                        for (int ox = 0; ox < out_w; ++ox) {
+                            const int ix = ox * stride - pad + kx;
+                            out_row[ox] = (ix >= 0 && ix < width) ? in_row[ix] : 0;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+/* Engine internals shared by the layer files; nothing here is public. */
+#ifndef DN_INTERNAL_H
+#define DN_INTERNAL_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "darknet.h"
+#include "errors.h"
+#include "rng.h"
+
+/* ---- cfg text: sections of key = value options, with line numbers ---- */
+typedef struct {
+    char *key;
+    char *value;
+    int line;
+    int used;
+} dn_option;
+
+typedef struct {
+    char *name;
+    int line;
+    dn_option *options;
+    int count, capacity;
+} dn_section;
+
+typedef struct {
+    char *path;
+    dn_section *sections;
+    int count, capacity;
+} dn_cfg;
+
+dn_status dn_cfg_read(const char *path, dn_cfg *out);
+void dn_cfg_free(dn_cfg *cfg);
+
+/*
+ * Typed option access for one section. The first failure is kept in `status`
+ * (and its message in the thread's last error); later reads return defaults,
+ * so a section is parsed straight through and checked once.
+ */
+typedef struct {
+    const dn_cfg *cfg;
+    dn_section *section;
+    dn_status status;
+} dn_options;
+
+int dn_opt_int(dn_options *o, const char *key, int fallback);
+float dn_opt_float(dn_options *o, const char *key, float fallback);
+const char *dn_opt_str(dn_options *o, const char *key, const char *fallback);
+int dn_opt_has(dn_options *o, const char *key);
+/* Comma-separated list; returns the number of items (-1 when absent). */
+int dn_opt_int_list(dn_options *o, const char *key, int *dst, int capacity);
+int dn_opt_float_list(dn_options *o, const char *key, float *dst, int capacity);
+/* Fail with "file:line: [section] message" pointing at `key` (or the section). */
+void dn_opt_error(dn_options *o, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The line of `key` in this section, or of the section header when absent. */
+int dn_opt_line(const dn_options *o, const char *key);
+
+/* ---- layers ---- */
+typedef struct dn_layer dn_layer;
+
+struct dn_layer {
+    dn_layer_type type;
+    int index;
+    int cfg_line;
+    int batch;
+    int w, h, c;
+    int out_w, out_h, out_c;
+    size_t inputs, outputs;   /* per image */
+    float *output;            /* batch * outputs */
+
+    /* convolutional */
+    int filters, size, stride, pad, groups, batch_normalize, stopbackward;
+    dn_activation activation;
+    size_t nweights;
+    float *weights, *biases, *scales, *rolling_mean, *rolling_variance;
+
+    /* maxpool reuses size, stride, pad (darknet's "padding") */
+
+    /* route / shortcut */
+    int num_inputs;
+    int input_layers[8];
+    int route_groups, route_group_id;
+
+    /* upsample */
+    int upsample_stride;
+    float upsample_scale;
+
+    /* yolo */
+    int classes, num_masks, total_anchors, max_boxes, random;
+    int mask[16];
+    float anchors[64];
+    float scale_x_y, jitter, ignore_thresh, truth_thresh, iou_thresh;
+    float iou_normalizer, cls_normalizer, obj_normalizer, max_delta, label_smooth_eps;
+    float beta_nms, resize;
+    dn_nms_kind nms_kind;
+    dn_iou_loss iou_loss;
+};
+
+struct dn_network {
+    int n;
+    dn_layer *layers;
+    int batch;
+    dn_net_params params;
+    uint64_t seen;
+    dn_rng rng;
+    float *workspace;
+    size_t workspace_size;
+    dn_log_fn log;
+    void *log_user;
+    char *cfg_path;
+};
+
+/* parse.c: build the layer list from a cfg (allocations included). */
+dn_status dn_parse_network(const dn_cfg *cfg, struct dn_network *net);
+
+/* Per-layer set-up (shapes, buffers) and forward passes. `input` is the previous
+ * layer's output (or the network input) for `n` images. */
+dn_status dn_convolutional_setup(dn_layer *l, dn_options *o, struct dn_network *net);
+void dn_convolutional_forward(dn_layer *l, struct dn_network *net, const float *input, int n);
+void dn_convolutional_init_weights(dn_layer *l, dn_rng *rng);
+size_t dn_convolutional_workspace(const dn_layer *l);
+
+dn_status dn_maxpool_setup(dn_layer *l, dn_options *o);
+void dn_maxpool_forward(dn_layer *l, const float *input, int n);
+
+dn_status dn_route_setup(dn_layer *l, dn_options *o, struct dn_network *net);
+void dn_route_forward(dn_layer *l, struct dn_network *net, int n);
+
+dn_status dn_shortcut_setup(dn_layer *l, dn_options *o, struct dn_network *net);
+void dn_shortcut_forward(dn_layer *l, struct dn_network *net, const float *input, int n);
+
+dn_status dn_upsample_setup(dn_layer *l, dn_options *o);
+void dn_upsample_forward(dn_layer *l, const float *input, int n);
+
+dn_status dn_yolo_setup(dn_layer *l, dn_options *o);
+void dn_yolo_forward(dn_layer *l, const float *input, int n);
+
+/* Allocate a layer's output for net->batch images. */
+dn_status dn_layer_alloc_output(dn_layer *l, int batch);
+
+/* activations.c */
+int dn_activation_from_name(const char *name, dn_activation *out);
+void dn_activate_array(float *x, size_t n, dn_activation a);
+static inline float dn_logistic(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* gemm.c: C = alpha * A * B + beta * C, row-major, no transposes needed for forward. */
+void dn_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+             const float *b, int ldb, float beta, float *c, int ldc);
+
+/* im2col.c */
+void dn_im2col(const float *im, int channels, int height, int width, int ksize, int stride,
+               int pad, float *col);
+
+/* box helpers (nms.c) */
+float dn_box_iou(const float *a, const float *b);
+float dn_box_diou(const float *a, const float *b, float exponent);
+
+void *dn_calloc(size_t count, size_t size);
+
+#endif

@@ -1,0 +1,53 @@
+/* [maxpool]: darknet's window starts at -padding/2 and ignores pixels outside the input. */
+#include "internal.h"
+
+#include <float.h>
+
+dn_status dn_maxpool_setup(dn_layer *l, dn_options *o)
+{
+    l->size = dn_opt_int(o, "size", 1);
+    l->stride = dn_opt_int(o, "stride", 1);
+    l->pad = dn_opt_int(o, "padding", l->size - 1);
+    if (dn_opt_has(o, "maxpool_depth") && dn_opt_int(o, "maxpool_depth", 0) != 0)
+        dn_opt_error(o, "maxpool_depth", "option 'maxpool_depth' is not supported by this engine");
+    if (dn_opt_has(o, "stride_x") || dn_opt_has(o, "stride_y"))
+        dn_opt_error(o, "stride_x", "options 'stride_x'/'stride_y' are not supported by this engine");
+    if (o->status != DN_OK) return o->status;
+    if (l->size < 1) dn_opt_error(o, "size", "size must be >= 1, got %d", l->size);
+    if (l->stride < 1) dn_opt_error(o, "stride", "stride must be >= 1, got %d", l->stride);
+    if (l->pad < 0) dn_opt_error(o, "padding", "padding must be >= 0, got %d", l->pad);
+    if (o->status != DN_OK) return o->status;
+    l->out_w = (l->w + l->pad - l->size) / l->stride + 1;
+    l->out_h = (l->h + l->pad - l->size) / l->stride + 1;
+    l->out_c = l->c;
+    if (l->w + l->pad < l->size || l->h + l->pad < l->size)
+        dn_opt_error(o, "size", "window %dx%d does not fit the %dx%d input", l->size, l->size, l->w, l->h);
+    return o->status;
+}
+
+void dn_maxpool_forward(dn_layer *l, const float *input, int n)
+{
+    const int offset = -l->pad / 2;
+    for (int b = 0; b < n; ++b) {
+        for (int ch = 0; ch < l->c; ++ch) {
+            const float *in = input + (size_t)b * l->inputs + (size_t)ch * l->h * l->w;
+            float *out = l->output + (size_t)b * l->outputs + (size_t)ch * l->out_h * l->out_w;
+            for (int oy = 0; oy < l->out_h; ++oy) {
+                for (int ox = 0; ox < l->out_w; ++ox) {
+                    float best = -FLT_MAX;
+                    for (int ky = 0; ky < l->size; ++ky) {
+                        const int iy = offset + oy * l->stride + ky;
+                        if (iy < 0 || iy >= l->h) continue;
+                        for (int kx = 0; kx < l->size; ++kx) {
+                            const int ix = offset + ox * l->stride + kx;
+                            if (ix < 0 || ix >= l->w) continue;
+                            const float v = in[iy * l->w + ix];
+                            if (v > best) best = v;
+                        }
+                    }
+                    out[oy * l->out_w + ox] = best;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,33 @@
+/* [upsample]: nearest-neighbour upscaling by an integer stride. */
+#include "internal.h"
+
+dn_status dn_upsample_setup(dn_layer *l, dn_options *o)
+{
+    l->upsample_stride = dn_opt_int(o, "stride", 2);
+    l->upsample_scale = dn_opt_float(o, "scale", 1.0f);
+    if (o->status != DN_OK) return o->status;
+    if (l->upsample_stride < 1) {
+        dn_opt_error(o, "stride", "stride must be >= 1 (downsampling is not supported), got %d", l->upsample_stride);
+        return o->status;
+    }
+    l->out_w = l->w * l->upsample_stride;
+    l->out_h = l->h * l->upsample_stride;
+    l->out_c = l->c;
+    return DN_OK;
+}
+
+void dn_upsample_forward(dn_layer *l, const float *input, int n)
+{
+    const int s = l->upsample_stride;
+    for (int b = 0; b < n; ++b) {
+        for (int ch = 0; ch < l->c; ++ch) {
+            const float *in = input + (size_t)b * l->inputs + (size_t)ch * l->h * l->w;
+            float *out = l->output + (size_t)b * l->outputs + (size_t)ch * l->out_h * l->out_w;
+            for (int y = 0; y < l->out_h; ++y) {
+                const float *in_row = in + (size_t)(y / s) * l->w;
+                float *out_row = out + (size_t)y * l->out_w;
+                for (int x = 0; x < l->out_w; ++x) out_row[x] = l->upsample_scale * in_row[x / s];
+            }
+        }
+    }
+}
