@@ -244,7 +244,7 @@ def test_fractional_anchors_keep_their_value() -> None:
 def test_parse_anchors() -> None:
     assert parse_anchors("10,14,  23,27") == [(10.0, 14.0), (23.0, 27.0)]
     assert parse_anchors("anchors = 1.5, 2 3 4\n") == [(1.5, 2.0), (3.0, 4.0)]
-    for bad in ("", "1,2,3", "a,b", "1,-2"):
+    for bad in ("", "1,2,3", "a,b", "1,-2", "nan,1"):
         with pytest.raises(ShapeError, match="anchors"):
             parse_anchors(bad)
 

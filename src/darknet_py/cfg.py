@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import re
 import tempfile
@@ -147,8 +148,8 @@ class _Layers:
 
 
 # A head emitter adds a 3x3 conv of `filters`, the detection conv and a [yolo] layer, and
-# returns the 3x3 conv's index (the next branch of the published cfgs starts there).
-HeadFn = Callable[[int], int]
+# returns the 3x3 conv's index (yolov4-tiny-3l's third branch starts from it).
+_HeadFn = Callable[[int], int]
 
 
 # ---------------------------------------------------------------------------------------
@@ -166,7 +167,7 @@ def _upsample_merge(net: _Layers, source: int, filters: int, skip: int) -> None:
     net.route(net.offset(up), skip)
 
 
-def _yolov3_tiny(net: _Layers, head: HeadFn) -> None:
+def _yolov3_tiny(net: _Layers, head: _HeadFn) -> None:
     """yolov3-tiny: six conv+maxpool pairs, a 1024 conv, two yolo heads (strides 32, 16)."""
     skip = -1
     for filters in (16, 32, 64, 128, 256, 512):
@@ -196,7 +197,7 @@ def _tiny_csp(net: _Layers, filters: int) -> int:
     return merged
 
 
-def _yolov4_tiny_body(net: _Layers, head: HeadFn, *, three_scales: bool) -> None:
+def _yolov4_tiny_body(net: _Layers, head: _HeadFn, *, three_scales: bool) -> None:
     """yolov4-tiny (yolo at strides 32, 16) or yolov4-tiny-3l (also stride 8)."""
     net.conv(32, 3, stride=2)
     net.conv(64, 3, stride=2)
@@ -211,12 +212,12 @@ def _yolov4_tiny_body(net: _Layers, head: HeadFn, *, three_scales: bool) -> None
         head(128)
 
 
-def _yolov4_tiny(net: _Layers, head: HeadFn) -> None:
+def _yolov4_tiny(net: _Layers, head: _HeadFn) -> None:
     """yolov4-tiny: two yolo heads."""
     _yolov4_tiny_body(net, head, three_scales=False)
 
 
-def _yolov4_tiny_3l(net: _Layers, head: HeadFn) -> None:
+def _yolov4_tiny_3l(net: _Layers, head: _HeadFn) -> None:
     """yolov4-tiny-3l: three yolo heads."""
     _yolov4_tiny_body(net, head, three_scales=True)
 
@@ -288,7 +289,7 @@ _CSP_STAGES = ((64, 64, 32, 1), (128, 64, 64, 2), (256, 128, 128, 8),
                (512, 256, 256, 8), (1024, 512, 512, 4))
 
 
-def _yolov4(net: _Layers, head: HeadFn) -> None:
+def _yolov4(net: _Layers, head: _HeadFn) -> None:
     """yolov4: CSPDarknet53, SPP, PANet; yolo at strides 8, 16, 32 (in that order)."""
     net.conv(32, 3, activation="mish")
     # Closing convs of the stages at strides 2, 4, 8, 16 and 32.
@@ -320,6 +321,9 @@ _V4_YOLO: Mapping[str, object] = {"jitter": 0.3, "cls_normalizer": 1.0,
                                   "ignore_thresh": 0.7, "truth_thresh": 1,
                                   "nms_kind": "greedynms", "beta_nms": 0.6}
 _TINY_V4_YOLO: Mapping[str, object] = {**_V4_YOLO, "random": False, "resize": 1.5}
+# The published yolov4.cfg writes random=1 on its last [yolo] only; darknet takes its
+# training settings from the last [yolo], so writing it on all three (as the CrowdHuman
+# cfgs do) trains identically and keeps the three sections consistent.
 _FULL_V4_YOLO: Mapping[str, object] = {**_V4_YOLO, "iou_thresh": 0.213, "random": True,
                                        "max_delta": 5}
 
@@ -328,7 +332,7 @@ _FULL_V4_YOLO: Mapping[str, object] = {**_V4_YOLO, "iou_thresh": 0.213, "random"
 class _Arch:
     """What a published cfg fixes: body, masks (in file order) and default settings."""
 
-    body: Callable[[_Layers, HeadFn], None]
+    body: Callable[[_Layers, _HeadFn], None]
     anchors: Tuple[Anchor, ...]
     masks: Tuple[Tuple[int, ...], ...]
     subdivisions: int
@@ -379,6 +383,8 @@ def _check_real(name: str, value: object, low: float, high: float = float("inf")
     if isinstance(value, bool) or not isinstance(value, Real):
         raise ShapeError(f"{name} must be a number, got {value!r}")
     number = float(value)
+    if not math.isfinite(number):
+        raise ShapeError(f"{name} must be finite, got {value!r}")
     too_low = number <= low if low_open else number < low
     if too_low or number > high:
         bracket = "(" if low_open else "["
@@ -485,7 +491,8 @@ def _fmt(value: object) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
+        # 7 significant digits: what a float32 holds, so float32 inputs print cleanly.
+        return str(int(value)) if value.is_integer() else format(value, ".7g")
     return str(value)
 
 
@@ -566,8 +573,8 @@ def _scale_x_y(arch: _Arch,
 
 
 def _head_emitter(net: _Layers, arch: _Arch, opts: CfgOptions, classes: int,
-                  anchors: Tuple[Anchor, ...]) -> Tuple[HeadFn, Callable[[], int]]:
-    """A :data:`HeadFn` writing the yolo heads in order, and a counter of heads written."""
+                  anchors: Tuple[Anchor, ...]) -> Tuple[_HeadFn, Callable[[], int]]:
+    """A :data:`_HeadFn` writing the yolo heads in order, and a counter of heads written."""
     yolo = {**arch.yolo, **_yolo_overrides(opts)}
     scale_x_y = _scale_x_y(arch, opts.scale_x_y)
     written = [0]
