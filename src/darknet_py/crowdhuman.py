@@ -455,12 +455,12 @@ def prepare(root: PathLike, out_dir: PathLike, width: int = 416, height: int = 4
                                       kept, dropped, sizes, missing, unreadable)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / DATA_DIR).mkdir(exist_ok=True)
-    (out_dir / "backup").mkdir(exist_ok=True)
     cfg_name = [f"{write_cfg}-crowdhuman-{width}x{height}.cfg"] if write_cfg else []
     all_images = splits["train"] + splits["val"]
     _claim(out_dir, ["train.txt", "test.txt", "crowdhuman.names", "crowdhuman.data", *cfg_name]
            + [f"{DATA_DIR}/{image.id}{ext}" for image in all_images for ext in (".jpg", ".txt")])
+    (out_dir / DATA_DIR).mkdir(exist_ok=True)
+    (out_dir / "backup").mkdir(exist_ok=True)
 
     for image in all_images:
         _link(image.source, out_dir / DATA_DIR / f"{image.id}.jpg", link)
