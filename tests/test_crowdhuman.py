@@ -4,8 +4,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
-import types
 from pathlib import Path
 
 import cv2
@@ -426,24 +424,35 @@ def test_synthesized_dataset_prepares_cleanly(tmp_path):
 # --------------------------------------------------------------------------- cfg
 
 
-def test_write_cfg_uses_calc_anchors_and_the_cfg_builder(tmp_path, monkeypatch):
-    pytest.importorskip("darknet_py._engine", reason="needs the compiled engine")
-    calls = []
-    fake = types.ModuleType("darknet_py.cfg")
-    fake.write_cfg = lambda path, arch, **kw: (calls.append((path, arch, kw)), Path(path).write_text("[net]\n"))
-    monkeypatch.setitem(sys.modules, "darknet_py.cfg", fake)
+def test_write_cfg_uses_calc_anchors_and_the_cfg_builder(tmp_path):
     synthesize(tmp_path / "root", train=12, val=4, seed=5)
     out = tmp_path / "out"
     summary = prepare(tmp_path / "root", out, 320, 256, write_cfg="yolov4-tiny")
-    (path, arch, kw), = calls
-    assert Path(path) == out / "yolov4-tiny-crowdhuman-320x256.cfg" == summary.cfg_file
-    assert arch == "yolov4-tiny" and kw["classes"] == 2 and (kw["width"], kw["height"]) == (320, 256)
-    assert len(kw["anchors"]) == 6 and all(isinstance(v, int) for pair in kw["anchors"] for v in pair)
+    assert summary.cfg_file == out / "yolov4-tiny-crowdhuman-320x256.cfg"
+    text = summary.cfg_file.read_text()
     assert summary.anchors.anchors.shape == (6, 2) and 0.5 < summary.anchors.avg_iou <= 1
-    # Same boxes, same seed: the cfg's anchors equal calc_anchors over train + val.
+    pairs = ", ".join(f"{w},{h}" for w, h in summary.anchors.as_int_pairs())
+    anchor_lines = [line.replace(" ", "") for line in text.splitlines() if line.startswith("anchors")]
+    assert anchor_lines and all(line == "anchors=" + pairs.replace(" ", "") for line in anchor_lines)
+    assert re.search(r"^classes\s*=\s*2$", text, re.M) and re.search(r"^width\s*=\s*320$", text, re.M)
+    # Same boxes, same seed: the cfg's anchors are calc_anchors' over train + val.
     from darknet_py.anchors import calc_anchors
-    both = out / "both.data"
     (out / "both.txt").write_text((out / "train.txt").read_text() + (out / "test.txt").read_text())
-    both.write_text(f"classes = 2\ntrain = {out / 'both.txt'}\n")
-    np.testing.assert_allclose(calc_anchors(both, 6, 320, 256).anchors, summary.anchors.anchors, rtol=1e-4)
-    prepare(tmp_path / "root", out, 320, 256, write_cfg="yolov4-tiny")  # its own cfg is not "in the way"
+    (out / "both.data").write_text(f"classes = 2\ntrain = {out / 'both.txt'}\n")
+    np.testing.assert_allclose(calc_anchors(out / "both.data", 6, 320, 256).anchors, summary.anchors.anchors,
+                               rtol=1e-4)
+    again = prepare(tmp_path / "root", out, 320, 256, write_cfg="yolov4-tiny")  # its own cfg is not in the way
+    assert again.cfg_file.read_text() == text
+
+
+@pytest.mark.slow
+def test_prepare_benchmark_2000_images_under_60_s(tmp_path):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "prepare.py"
+    spec = importlib.util.spec_from_file_location("prepare_benchmark", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    seconds, persons, summary = benchmark.run(tmp_path, images=2000)
+    assert summary.images == 2000 and persons > 35000
+    assert seconds < 60, f"prepare() took {seconds:.1f} s"
