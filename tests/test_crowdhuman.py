@@ -298,6 +298,7 @@ def test_limit_takes_the_first_records_of_each_split(tmp_path):
     summary = prepare(root, tmp_path / "out", limit=2)
     assert (summary.train_images, summary.val_images) == (2, 2)
     assert (tmp_path / "out" / "train.txt").read_text().splitlines()[1].endswith("1,x.jpg")
+    assert prepare(root, tmp_path / "none", limit=0).images == 0
 
 
 # --------------------------------------------------------------------------- bad inputs

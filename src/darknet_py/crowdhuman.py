@@ -361,10 +361,9 @@ def _split_images(odgt: Path, images_dir: Path, rules: _Rules, limit: Optional[i
     """Label text of every usable image of one `.odgt`, in file order."""
     images = []
     count = 0
-    for record in parse_odgt(odgt):
-        if limit is not None and count >= limit:
+    for count, record in enumerate(parse_odgt(odgt), start=1):
+        if limit is not None and count > limit:
             break
-        count += 1
         where = f"{record.path}:{record.line}"
         if record.id in seen:
             raise DataError(f"{where}: field 'ID': {record.id!r} already appears at {seen[record.id]}")
