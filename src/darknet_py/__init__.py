@@ -1,6 +1,9 @@
 """darknet_py: train and run darknet-format YOLO detectors in-process."""
 from __future__ import annotations
 
+from . import cfg, crowdhuman
+from .anchors import AnchorResult, calc_anchors, kmeans_anchors
+from .detect import Detection
 from .errors import (
     CfgError,
     DarknetError,
@@ -10,24 +13,34 @@ from .errors import (
     StateError,
     WeightsError,
 )
-
-from .detect import Detection
+from .evaluate import ClassAP, MapResult, average_precision, coco_map, compute_map, evaluate
 from .network import DarknetWarning, LayerInfo, NetParams, Network
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnchorResult",
     "CfgError",
+    "ClassAP",
     "DarknetError",
     "DarknetIOError",
     "DarknetWarning",
     "DataError",
     "Detection",
     "LayerInfo",
+    "MapResult",
     "NetParams",
     "Network",
     "ShapeError",
     "StateError",
     "WeightsError",
     "__version__",
+    "average_precision",
+    "calc_anchors",
+    "cfg",
+    "coco_map",
+    "compute_map",
+    "crowdhuman",
+    "evaluate",
+    "kmeans_anchors",
 ]
