@@ -14,7 +14,7 @@ from .errors import (
     WeightsError,
 )
 from .evaluate import ClassAP, MapResult, average_precision, coco_map, compute_map, evaluate
-from .network import DarknetWarning, LayerInfo, NetParams, Network
+from .network import DarknetWarning, LayerInfo, NetParams, Network, TrainStats
 
 __version__ = "0.1.0"
 
@@ -33,6 +33,7 @@ __all__ = [
     "Network",
     "ShapeError",
     "StateError",
+    "TrainStats",
     "WeightsError",
     "__version__",
     "average_precision",

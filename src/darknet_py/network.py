@@ -24,6 +24,21 @@ IOU_LOSSES = ("mse", "giou", "diou", "ciou")
 LR_POLICIES = ("constant", "steps", "poly")
 
 
+@dataclass(frozen=True)
+class TrainStats:
+    """What the [yolo] layers measured in one training step."""
+
+    loss: float        # mean over [yolo] layers of each layer's cost per image
+    avg_iou: float     # mean IoU of the predictions assigned to truths
+    avg_obj: float     # mean objectness at those predictions
+    avg_class: float   # mean probability of the true class there
+    recall50: float
+    recall75: float
+    iou_loss: float
+    class_loss: float
+    count: int         # truths assigned to predictions
+
+
 class DarknetWarning(UserWarning):
     """A problem the engine reported without failing (for example an unknown cfg option)."""
 
@@ -275,13 +290,15 @@ class Network:
 
     def _parameter(self, layer: int, kind: str) -> tuple[int, tuple[int, ...]]:
         codes = {"weights": lib.DN_PARAM_WEIGHTS, "biases": lib.DN_PARAM_BIASES, "scales": lib.DN_PARAM_SCALES,
-                 "rolling_mean": lib.DN_PARAM_ROLLING_MEAN, "rolling_variance": lib.DN_PARAM_ROLLING_VARIANCE}
+                 "rolling_mean": lib.DN_PARAM_ROLLING_MEAN, "rolling_variance": lib.DN_PARAM_ROLLING_VARIANCE,
+                 "weights_grad": lib.DN_PARAM_WEIGHTS_GRAD, "biases_grad": lib.DN_PARAM_BIASES_GRAD,
+                 "scales_grad": lib.DN_PARAM_SCALES_GRAD}
         if kind not in codes:
             raise ShapeError(f"unknown parameter kind {kind!r}; expected one of {sorted(codes)}")
         if not 0 <= layer < len(self.layers) or self.layers[layer].type != "convolutional":
             raise ShapeError(f"layer {layer} is not a [convolutional] layer")
         info = self.layers[layer]
-        if kind == "weights":
+        if kind in ("weights", "weights_grad"):
             shape = (info.filters, info.input_shape[0] // info.groups, info.size, info.size)
         else:
             shape = (info.filters,)
@@ -317,12 +334,13 @@ class Network:
         with self._lock:
             handle = self._live()
             check(lib.dn_network_forward(handle, as_float_buffer(blob), blob.shape[0]))
-            outputs = []
-            for layer in self.layers:
-                out = np.empty((blob.shape[0],) + layer.output_shape, dtype=np.float32)
-                check(lib.dn_network_copy_output(handle, layer.index, as_float_buffer(out), out.size))
-                outputs.append(out)
-        return outputs
+            return [self._copy_output(handle, layer, blob.shape[0]) for layer in self.layers]
+
+    @staticmethod
+    def _copy_output(handle, layer: LayerInfo, n: int) -> np.ndarray:  # noqa: ANN001 - a cffi pointer
+        out = np.empty((n,) + layer.output_shape, dtype=np.float32)
+        check(lib.dn_network_copy_output(handle, layer.index, as_float_buffer(out), out.size))
+        return out
 
     def _check_blob(self, blob: np.ndarray) -> np.ndarray:
         self._live()
@@ -363,6 +381,73 @@ class Network:
                 _detect.nms(boxes, probs, nms, last.nms_kind, last.beta_nms)
             results.append(_detect.to_detections(boxes, probs, thresh, image.shape[1], image.shape[0], self.names))
         return results
+
+    # ---- training ----
+    def train_step(self, images: np.ndarray, truths: np.ndarray, iteration: int = 0) -> TrainStats:
+        """One forward/backward pass in training mode; gradients accumulate until update().
+
+        images: float32 (n, C, H, W) RGB in [0, 1] with n <= batch; truths: float32
+        (n, max_truths, 5) rows of cx, cy, w, h (relative to the image) and class id, zero rows
+        after the last box. `iteration` decides `stopbackward`. Raises StateError on a
+        non-finite loss (the weights are then left as they were before the step's update).
+        """
+        images = self._check_blob(images)
+        truths = np.ascontiguousarray(truths, dtype=np.float32)
+        if images.shape[0] > self.batch:
+            raise ShapeError(f"{images.shape[0]} images for a network of batch {self.batch}")
+        if truths.ndim != 3 or truths.shape[0] != images.shape[0] or truths.shape[2] != 5:
+            raise ShapeError(f"truths must be float32 (n={images.shape[0]}, max_truths, 5), got {truths.shape}")
+        stats = ffi.new("dn_train_stats *")
+        with self._lock:
+            check(lib.dn_network_train_step(self._live(), as_float_buffer(images), as_float_buffer(truths),
+                                            images.shape[0], truths.shape[1], int(iteration), stats))
+        s = stats[0]
+        return TrainStats(float(s.loss), float(s.avg_iou), float(s.avg_obj), float(s.avg_class),
+                          float(s.recall50), float(s.recall75), float(s.iou_loss), float(s.class_loss), int(s.count))
+
+    def update(self, learning_rate: float, momentum: float, decay: float, batch_images: int) -> None:
+        """darknet's SGD step over the gradients accumulated from `batch_images` images."""
+        with self._lock:
+            check(lib.dn_network_update(self._live(), float(learning_rate), float(momentum), float(decay),
+                                        int(batch_images)))
+
+    def resize(self, width: int, height: int) -> None:
+        """Change the network input size (multi-scale training; YOLO needs multiples of 32)."""
+        with self._lock:
+            check(lib.dn_network_resize(self._live(), int(width), int(height)))
+            self._read_structure()
+
+    def set_seen(self, seen: int) -> None:
+        """Set the images-seen counter saved in the .weights header (iteration * batch)."""
+        with self._lock:
+            check(lib.dn_network_set_seen(self._live(), int(seen)))
+
+    def forward_train(self, blob: np.ndarray) -> list[np.ndarray]:
+        """Forward in training mode (batch-norm batch statistics); every layer's output."""
+        blob = self._check_blob(blob)
+        if blob.shape[0] > self.batch:
+            raise ShapeError(f"{blob.shape[0]} images for a network of batch {self.batch}")
+        with self._lock:
+            handle = self._live()
+            check(lib.dn_network_forward_train(handle, as_float_buffer(blob), blob.shape[0]))
+            return [self._copy_output(handle, layer, blob.shape[0]) for layer in self.layers]
+
+    def backward(self, top_grad: np.ndarray) -> np.ndarray:
+        """After forward_train: back-propagate dL/d(last output) and return dL/d(input).
+        Parameter gradients accumulate (read them with get_parameter(i, "weights_grad") ...)."""
+        last = self.layers[-1]
+        top_grad = np.ascontiguousarray(top_grad, dtype=np.float32)
+        if top_grad.ndim != 4 or top_grad.shape[1:] != last.output_shape:
+            raise ShapeError(f"top_grad must be (n,) + {last.output_shape}, got {top_grad.shape}")
+        n = top_grad.shape[0]
+        input_grad = np.zeros((n, self.channels, self.height, self.width), dtype=np.float32)
+        with self._lock:
+            check(lib.dn_network_backward(self._live(), as_float_buffer(top_grad), as_float_buffer(input_grad), n))
+        return input_grad
+
+    def zero_grad(self) -> None:
+        with self._lock:
+            check(lib.dn_network_zero_grad(self._live()))
 
     # ---- lifetime ----
     def close(self) -> None:

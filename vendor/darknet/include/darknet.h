@@ -143,11 +143,53 @@ dn_status dn_network_copy_output(const dn_network *net, int index, float *dst, s
 /* Number of parameters of a convolutional layer and access to them. */
 typedef enum {
     DN_PARAM_WEIGHTS = 0, DN_PARAM_BIASES = 1, DN_PARAM_SCALES = 2,
-    DN_PARAM_ROLLING_MEAN = 3, DN_PARAM_ROLLING_VARIANCE = 4
+    DN_PARAM_ROLLING_MEAN = 3, DN_PARAM_ROLLING_VARIANCE = 4,
+    /* gradients dL/dparam (training only) */
+    DN_PARAM_WEIGHTS_GRAD = 5, DN_PARAM_BIASES_GRAD = 6, DN_PARAM_SCALES_GRAD = 7
 } dn_param_kind;
 dn_status dn_network_param_size(const dn_network *net, int index, int kind, size_t *count);
 dn_status dn_network_get_param(const dn_network *net, int index, int kind, float *dst, size_t count);
 dn_status dn_network_set_param(dn_network *net, int index, int kind, const float *src, size_t count);
+
+/* ---- training ---- */
+
+/* What the [yolo] layers measured in the last training step (sums over its images). */
+typedef struct {
+    float loss;          /* mean over [yolo] layers of each layer's cost per image */
+    float avg_iou;       /* mean IoU of the predictions assigned to truths */
+    float avg_obj;       /* mean objectness at assigned predictions */
+    float avg_class;     /* mean probability of the true class at assigned predictions */
+    float recall50, recall75;
+    float iou_loss, class_loss; /* parts of the loss (box term, objectness + class term) */
+    int count;           /* truths assigned to predictions */
+} dn_train_stats;
+
+/*
+ * One forward/backward pass in training mode on n images (n <= batch), input (n, c, h, w);
+ * truths (n, max_truths, 5): cx, cy, w, h relative to the image, then the class id, rows
+ * of zeros after the last box. Gradients accumulate until dn_network_update. `iteration`
+ * decides stopbackward. Fails with DN_ERR_STATE when the loss is not finite.
+ */
+dn_status dn_network_train_step(dn_network *net, const float *input, const float *truths, int n, int max_truths,
+                                int iteration, dn_train_stats *stats);
+
+/* darknet's SGD once per batch of `batch_images` images (batch * subdivisions):
+ * dw += -decay * B * w; w += lr / B * dw; dw *= momentum (no decay on biases and scales). */
+dn_status dn_network_update(dn_network *net, float learning_rate, float momentum, float decay, int batch_images);
+
+/* Change the input size (multiple of 32 for YOLO; any size that fits the layers). */
+dn_status dn_network_resize(dn_network *net, int width, int height);
+dn_status dn_network_set_seen(dn_network *net, uint64_t seen);
+
+/*
+ * Low-level access for gradient checks: forward in training mode (batch statistics),
+ * then backward from `top_grad` = dL/d(last layer's output) giving input_grad = dL/d(input)
+ * (may be NULL). Parameter gradients dL/dparam are read with dn_network_get_param and the
+ * DN_PARAM_*_GRAD kinds (they accumulate until dn_network_update or dn_network_zero_grad).
+ */
+dn_status dn_network_forward_train(dn_network *net, const float *input, int n);
+dn_status dn_network_backward(dn_network *net, const float *top_grad, float *input_grad, int n);
+dn_status dn_network_zero_grad(dn_network *net);
 
 /*
  * Non-maximum suppression in darknet's way: for each class, boxes sorted by

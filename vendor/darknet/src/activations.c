@@ -58,3 +58,43 @@ void dn_activate_array(float *x, size_t n, dn_activation a)
         break;
     }
 }
+
+static inline float mish_gradient(float x)
+{
+    if (x > 20.0f) return 1.0f;
+    /* d/dx [x tanh(sp(x))] = tanh(sp) + x (1 - tanh^2(sp)) sigmoid(x), with tanh(sp) from n = e^x */
+    const float n = expf(x);
+    const float q = n * (n + 2.0f);
+    const float t = q / (q + 2.0f);
+    return t + x * (1.0f - t * t) * dn_logistic(x);
+}
+
+void dn_gradient_array(const float *x, size_t n, dn_activation a, float *delta)
+{
+    size_t i;
+    switch (a) {
+    case DN_ACT_LINEAR:
+        break;
+    case DN_ACT_LOGISTIC:
+        for (i = 0; i < n; ++i) {
+            const float s = dn_logistic(x[i]);
+            delta[i] *= s * (1.0f - s);
+        }
+        break;
+    case DN_ACT_LEAKY:
+        for (i = 0; i < n; ++i) delta[i] *= x[i] > 0 ? 1.0f : 0.1f;
+        break;
+    case DN_ACT_RELU:
+        for (i = 0; i < n; ++i) delta[i] *= x[i] > 0 ? 1.0f : 0.0f;
+        break;
+    case DN_ACT_MISH:
+        for (i = 0; i < n; ++i) delta[i] *= mish_gradient(x[i]);
+        break;
+    case DN_ACT_SWISH:
+        for (i = 0; i < n; ++i) {
+            const float s = dn_logistic(x[i]);
+            delta[i] *= s + x[i] * s * (1.0f - s);
+        }
+        break;
+    }
+}

@@ -48,3 +48,29 @@ void dn_im2col(const float *im, int channels, int height, int width, int ksize, 
         }
     }
 }
+
+void dn_col2im_add(const float *col, int channels, int height, int width, int ksize, int stride, int pad,
+                   float *im)
+{
+    const int out_h = (height + 2 * pad - ksize) / stride + 1;
+    const int out_w = (width + 2 * pad - ksize) / stride + 1;
+    const size_t plane = (size_t)out_h * out_w;
+    for (int ch = 0; ch < channels; ++ch) {
+        float *dst = im + (size_t)ch * height * width;
+        for (int ky = 0; ky < ksize; ++ky) {
+            for (int kx = 0; kx < ksize; ++kx) {
+                const float *src = col + ((size_t)(ch * ksize + ky) * ksize + kx) * plane;
+                for (int oy = 0; oy < out_h; ++oy) {
+                    const int iy = oy * stride - pad + ky;
+                    if (iy < 0 || iy >= height) continue;
+                    float *row = dst + (size_t)iy * width;
+                    const float *src_row = src + (size_t)oy * out_w;
+                    for (int ox = 0; ox < out_w; ++ox) {
+                        const int ix = ox * stride - pad + kx;
+                        if (ix >= 0 && ix < width) row[ix] += src_row[ox];
+                    }
+                }
+            }
+        }
+    }
+}

@@ -71,6 +71,17 @@ struct dn_layer {
     size_t inputs, outputs;   /* per image */
     float *output;            /* batch * outputs */
 
+    /* training buffers, allocated on the first training call */
+    float *delta;             /* batch * outputs: -dL/d(output), darknet's sign */
+    float *act_input;         /* batch * outputs: values before the activation */
+    float *bn_x;              /* batch * outputs: convolution result before batch norm */
+    float *bn_x_norm;         /* batch * outputs: normalised values */
+    float *bn_mean, *bn_variance;  /* filters each: statistics of the last training batch */
+    float *weight_updates, *bias_updates, *scale_updates;             /* -dL/dparam, momentum */
+    int *indexes;             /* maxpool: argmax input index per output */
+    dn_train_stats stats;     /* yolo: figures of the last training step */
+    float cost;
+
     /* convolutional */
     int filters, size, stride, pad, groups, batch_normalize, stopbackward;
     dn_activation activation;
@@ -108,6 +119,9 @@ struct dn_network {
     dn_rng rng;
     float *workspace;
     size_t workspace_size;
+    int training_ready;       /* training buffers allocated */
+    int train;                /* the current forward runs in training mode */
+    const float *input;       /* the current forward's input (for the first layer's backward) */
     dn_log_fn log;
     void *log_user;
     char *cfg_path;
@@ -140,6 +154,30 @@ void dn_yolo_forward(dn_layer *l, const float *input, int n);
 
 /* Allocate a layer's output for net->batch images. */
 dn_status dn_layer_alloc_output(dn_layer *l, int batch);
+
+/* Backward passes: l->delta holds -dL/d(output); each adds -dL/d(input) into input_delta
+ * (NULL for the first layer) and accumulates its parameter updates. */
+void dn_convolutional_backward(dn_layer *l, struct dn_network *net, const float *input, float *input_delta, int n);
+void dn_convolutional_update(dn_layer *l, float learning_rate, float momentum, float decay, int batch);
+void dn_maxpool_backward(dn_layer *l, float *input_delta, int n);
+void dn_route_backward(dn_layer *l, struct dn_network *net, int n);
+void dn_shortcut_backward(dn_layer *l, struct dn_network *net, float *input_delta, int n);
+void dn_upsample_backward(dn_layer *l, float *input_delta, int n);
+void dn_yolo_backward(dn_layer *l, float *input_delta, int n);
+/* Fill l->delta and l->stats from truths (n x max_truths x 5) after a training forward. */
+void dn_yolo_deltas(dn_layer *l, const struct dn_network *net, const float *truths, int n, int max_truths);
+
+/* Shapes from l->w, l->h, l->c (set-up and resize); 0 when the input is too small. */
+int dn_convolutional_reshape(dn_layer *l);
+int dn_maxpool_reshape(dn_layer *l);
+void dn_upsample_reshape(dn_layer *l);
+
+/* activations.c: delta *= f'(x) where x is the activation's input */
+void dn_gradient_array(const float *x, size_t n, dn_activation a, float *delta);
+
+/* im2col.c: the adjoint of dn_im2col, adding columns back into an image */
+void dn_col2im_add(const float *col, int channels, int height, int width, int ksize, int stride, int pad,
+                   float *im);
 
 /* activations.c */
 int dn_activation_from_name(const char *name, dn_activation *out);

@@ -17,12 +17,18 @@ dn_status dn_maxpool_setup(dn_layer *l, dn_options *o)
     if (l->stride < 1) dn_opt_error(o, "stride", "stride must be >= 1, got %d", l->stride);
     if (l->pad < 0) dn_opt_error(o, "padding", "padding must be >= 0, got %d", l->pad);
     if (o->status != DN_OK) return o->status;
+    if (!dn_maxpool_reshape(l))
+        dn_opt_error(o, "size", "window %dx%d does not fit the %dx%d input", l->size, l->size, l->w, l->h);
+    return o->status;
+}
+
+int dn_maxpool_reshape(dn_layer *l)
+{
+    if (l->w + l->pad < l->size || l->h + l->pad < l->size) return 0;
     l->out_w = (l->w + l->pad - l->size) / l->stride + 1;
     l->out_h = (l->h + l->pad - l->size) / l->stride + 1;
     l->out_c = l->c;
-    if (l->w + l->pad < l->size || l->h + l->pad < l->size)
-        dn_opt_error(o, "size", "window %dx%d does not fit the %dx%d input", l->size, l->size, l->w, l->h);
-    return o->status;
+    return 1;
 }
 
 void dn_maxpool_forward(dn_layer *l, const float *input, int n)
@@ -35,6 +41,7 @@ void dn_maxpool_forward(dn_layer *l, const float *input, int n)
             for (int oy = 0; oy < l->out_h; ++oy) {
                 for (int ox = 0; ox < l->out_w; ++ox) {
                     float best = -FLT_MAX;
+                    int best_index = -1;
                     for (int ky = 0; ky < l->size; ++ky) {
                         const int iy = offset + oy * l->stride + ky;
                         if (iy < 0 || iy >= l->h) continue;
@@ -42,12 +49,30 @@ void dn_maxpool_forward(dn_layer *l, const float *input, int n)
                             const int ix = offset + ox * l->stride + kx;
                             if (ix < 0 || ix >= l->w) continue;
                             const float v = in[iy * l->w + ix];
-                            if (v > best) best = v;
+                            if (v > best) {
+                                best = v;
+                                best_index = iy * l->w + ix;
+                            }
                         }
                     }
                     out[oy * l->out_w + ox] = best;
+                    if (l->indexes) /* training: remember where the maximum came from */
+                        l->indexes[(size_t)b * l->outputs + (size_t)ch * l->out_h * l->out_w + oy * l->out_w + ox] =
+                            best_index < 0 ? -1 : (int)((size_t)ch * l->h * l->w) + best_index;
                 }
             }
         }
+    }
+}
+
+void dn_maxpool_backward(dn_layer *l, float *input_delta, int n)
+{
+    if (!input_delta) return;
+    for (int b = 0; b < n; ++b) {
+        const float *d = l->delta + (size_t)b * l->outputs;
+        const int *idx = l->indexes + (size_t)b * l->outputs;
+        float *in_delta = input_delta + (size_t)b * l->inputs;
+        for (size_t i = 0; i < l->outputs; ++i)
+            if (idx[i] >= 0) in_delta[idx[i]] += d[i];
     }
 }

@@ -14,8 +14,25 @@ dn_status dn_layer_alloc_output(dn_layer *l, int batch)
     return DN_OK;
 }
 
+static void free_training_buffers(dn_layer *l)
+{
+    free(l->delta);
+    free(l->act_input);
+    free(l->bn_x);
+    free(l->bn_x_norm);
+    free(l->indexes);
+    l->delta = l->act_input = l->bn_x = l->bn_x_norm = NULL;
+    l->indexes = NULL;
+}
+
 static void free_layer(dn_layer *l)
 {
+    free_training_buffers(l);
+    free(l->bn_mean);
+    free(l->bn_variance);
+    free(l->weight_updates);
+    free(l->bias_updates);
+    free(l->scale_updates);
     free(l->output);
     free(l->weights);
     free(l->biases);
@@ -150,12 +167,18 @@ dn_status dn_network_layer_info(const dn_network *net, int index, dn_layer_info 
     return DN_OK;
 }
 
-dn_status dn_network_forward(dn_network *net, const float *input, int n)
+static dn_status check_images(const dn_network *net, const void *input, int n)
 {
-    dn_clear_error();
-    if (!net || !input) return dn_fail(DN_ERR_ARGUMENT, "dn_network_forward: NULL argument");
+    if (!net || !input) return dn_fail(DN_ERR_ARGUMENT, "NULL network or input");
     if (n < 1 || n > net->batch)
         return dn_fail(DN_ERR_ARGUMENT, "%d images given, the network was created for 1 to %d", n, net->batch);
+    return DN_OK;
+}
+
+static void run_forward(dn_network *net, const float *input, int n, int train)
+{
+    net->train = train;
+    net->input = input;
     const float *x = input;
     for (int i = 0; i < net->n; ++i) {
         dn_layer *l = &net->layers[i];
@@ -169,6 +192,15 @@ dn_status dn_network_forward(dn_network *net, const float *input, int n)
         }
         x = l->output;
     }
+    net->train = 0;
+}
+
+dn_status dn_network_forward(dn_network *net, const float *input, int n)
+{
+    dn_clear_error();
+    dn_status st = check_images(net, input, n);
+    if (st != DN_OK) return st;
+    run_forward(net, input, n, 0);
     return DN_OK;
 }
 
@@ -194,6 +226,9 @@ static float *param_array(const dn_layer *l, int kind, size_t *count)
     case DN_PARAM_SCALES: *count = (size_t)l->filters; return l->scales;
     case DN_PARAM_ROLLING_MEAN: *count = (size_t)l->filters; return l->rolling_mean;
     case DN_PARAM_ROLLING_VARIANCE: *count = (size_t)l->filters; return l->rolling_variance;
+    case DN_PARAM_WEIGHTS_GRAD: *count = l->nweights; return l->weight_updates;
+    case DN_PARAM_BIASES_GRAD: *count = (size_t)l->filters; return l->bias_updates;
+    case DN_PARAM_SCALES_GRAD: *count = (size_t)l->filters; return l->scale_updates;
     }
     *count = 0;
     return NULL;
@@ -228,7 +263,9 @@ dn_status dn_network_get_param(const dn_network *net, int index, int kind, float
     dn_status st = find_param(net, index, kind, &array, &size);
     if (st != DN_OK) return st;
     if (count != size) return dn_fail(DN_ERR_ARGUMENT, "layer %d: parameter has %zu values, %zu given", index, size, count);
-    memcpy(dst, array, size * sizeof(float));
+    /* gradients are kept as darknet's update buffers, which hold -dL/dparam */
+    const float sign = kind >= DN_PARAM_WEIGHTS_GRAD ? -1.0f : 1.0f;
+    for (size_t i = 0; i < size; ++i) dst[i] = sign * array[i];
     return DN_OK;
 }
 
@@ -240,6 +277,288 @@ dn_status dn_network_set_param(dn_network *net, int index, int kind, const float
     dn_status st = find_param(net, index, kind, &array, &size);
     if (st != DN_OK) return st;
     if (count != size) return dn_fail(DN_ERR_ARGUMENT, "layer %d: parameter has %zu values, %zu given", index, size, count);
-    memcpy(array, src, size * sizeof(float));
+    const float sign = kind >= DN_PARAM_WEIGHTS_GRAD ? -1.0f : 1.0f;
+    for (size_t i = 0; i < size; ++i) array[i] = sign * src[i];
+    return DN_OK;
+}
+
+/* ---- training ---- */
+
+static float *alloc_floats(size_t count, int *ok)
+{
+    float *p = dn_calloc(count, sizeof(float));
+    if (!p) *ok = 0;
+    return p;
+}
+
+/* Per-image buffers that follow the layer's size (re-made on resize). */
+static int alloc_training_buffers(dn_layer *l, int batch)
+{
+    int ok = 1;
+    const size_t count = (size_t)batch * l->outputs;
+    free_training_buffers(l);
+    l->delta = alloc_floats(count, &ok);
+    if (l->type == DN_LAYER_CONVOLUTIONAL || l->type == DN_LAYER_SHORTCUT) l->act_input = alloc_floats(count, &ok);
+    if (l->type == DN_LAYER_CONVOLUTIONAL && l->batch_normalize) {
+        l->bn_x = alloc_floats(count, &ok);
+        l->bn_x_norm = alloc_floats(count, &ok);
+    }
+    if (l->type == DN_LAYER_MAXPOOL) {
+        l->indexes = dn_calloc(count, sizeof(int));
+        if (!l->indexes) ok = 0;
+    }
+    return ok;
+}
+
+static dn_status ensure_training(dn_network *net)
+{
+    if (net->training_ready) return DN_OK;
+    for (int i = 0; i < net->n; ++i) {
+        dn_layer *l = &net->layers[i];
+        int ok = alloc_training_buffers(l, net->batch);
+        if (l->type == DN_LAYER_CONVOLUTIONAL) {
+            l->weight_updates = alloc_floats(l->nweights, &ok);
+            l->bias_updates = alloc_floats((size_t)l->filters, &ok);
+            if (l->batch_normalize) {
+                l->scale_updates = alloc_floats((size_t)l->filters, &ok);
+                l->bn_mean = alloc_floats((size_t)l->filters, &ok);
+                l->bn_variance = alloc_floats((size_t)l->filters, &ok);
+            }
+        }
+        if (!ok) return dn_fail(DN_ERR_MEMORY, "out of memory for the training buffers of layer %d", i);
+    }
+    net->training_ready = 1;
+    return DN_OK;
+}
+
+static void zero_deltas(dn_network *net, int n)
+{
+    for (int i = 0; i < net->n; ++i)
+        memset(net->layers[i].delta, 0, (size_t)n * net->layers[i].outputs * sizeof(float));
+}
+
+/* Back-propagate from the deltas already in the layers; `input_delta` (may be NULL) receives
+ * -dL/d(input). Stops at a layer whose stopbackward is still in force at `iteration`. */
+static void run_backward(dn_network *net, float *input_delta, int n, int iteration)
+{
+    for (int i = net->n - 1; i >= 0; --i) {
+        dn_layer *l = &net->layers[i];
+        if (l->stopbackward > iteration) break;
+        const float *input = i == 0 ? net->input : net->layers[i - 1].output;
+        float *in_delta = i == 0 ? input_delta : net->layers[i - 1].delta;
+        switch (l->type) {
+        case DN_LAYER_CONVOLUTIONAL: dn_convolutional_backward(l, net, input, in_delta, n); break;
+        case DN_LAYER_MAXPOOL: dn_maxpool_backward(l, in_delta, n); break;
+        case DN_LAYER_ROUTE: dn_route_backward(l, net, n); break;
+        case DN_LAYER_SHORTCUT: dn_shortcut_backward(l, net, in_delta, n); break;
+        case DN_LAYER_UPSAMPLE: dn_upsample_backward(l, in_delta, n); break;
+        case DN_LAYER_YOLO: dn_yolo_backward(l, in_delta, n); break;
+        }
+    }
+}
+
+dn_status dn_network_forward_train(dn_network *net, const float *input, int n)
+{
+    dn_clear_error();
+    dn_status st = check_images(net, input, n);
+    if (st == DN_OK) st = ensure_training(net);
+    if (st != DN_OK) return st;
+    run_forward(net, input, n, 1);
+    net->input = input;
+    return DN_OK;
+}
+
+dn_status dn_network_backward(dn_network *net, const float *top_grad, float *input_grad, int n)
+{
+    dn_clear_error();
+    dn_status st = check_images(net, top_grad, n);
+    if (st != DN_OK) return st;
+    if (!net->training_ready || !net->input)
+        return dn_fail(DN_ERR_STATE, "dn_network_backward needs a dn_network_forward_train first");
+    zero_deltas(net, n);
+    dn_layer *last = &net->layers[net->n - 1];
+    const size_t count = (size_t)n * last->outputs;
+    for (size_t i = 0; i < count; ++i) last->delta[i] = -top_grad[i];
+    const size_t in_count = (size_t)n * net->params.channels * net->params.height * net->params.width;
+    float *in_delta = NULL;
+    if (input_grad) {
+        in_delta = dn_calloc(in_count, sizeof(float));
+        if (!in_delta) return dn_fail(DN_ERR_MEMORY, "out of memory for the input gradient");
+    }
+    run_backward(net, in_delta, n, INT32_MAX);
+    if (input_grad) {
+        for (size_t i = 0; i < in_count; ++i) input_grad[i] = -in_delta[i];
+        free(in_delta);
+    }
+    return DN_OK;
+}
+
+dn_status dn_network_zero_grad(dn_network *net)
+{
+    dn_clear_error();
+    if (!net) return dn_fail(DN_ERR_ARGUMENT, "network is NULL");
+    dn_status st = ensure_training(net);
+    if (st != DN_OK) return st;
+    for (int i = 0; i < net->n; ++i) {
+        dn_layer *l = &net->layers[i];
+        if (l->type != DN_LAYER_CONVOLUTIONAL) continue;
+        memset(l->weight_updates, 0, l->nweights * sizeof(float));
+        memset(l->bias_updates, 0, (size_t)l->filters * sizeof(float));
+        if (l->scale_updates) memset(l->scale_updates, 0, (size_t)l->filters * sizeof(float));
+    }
+    return DN_OK;
+}
+
+dn_status dn_network_train_step(dn_network *net, const float *input, const float *truths, int n, int max_truths,
+                                int iteration, dn_train_stats *stats)
+{
+    dn_clear_error();
+    dn_status st = check_images(net, input, n);
+    if (st != DN_OK) return st;
+    if (!truths || max_truths < 1) return dn_fail(DN_ERR_ARGUMENT, "truths must hold at least one row per image");
+    st = ensure_training(net);
+    if (st != DN_OK) return st;
+    run_forward(net, input, n, 1);
+    net->input = input;
+    zero_deltas(net, n);
+    dn_train_stats total;
+    memset(&total, 0, sizeof total);
+    int yolo_layers = 0;
+    for (int i = 0; i < net->n; ++i) {
+        dn_layer *l = &net->layers[i];
+        if (l->type != DN_LAYER_YOLO) continue;
+        dn_yolo_deltas(l, net, truths, n, max_truths);
+        const dn_train_stats *s = &l->stats;
+        total.loss += s->loss;
+        total.iou_loss += s->iou_loss;
+        total.class_loss += s->class_loss;
+        /* averages over assigned truths, weighted by how many each layer had */
+        total.avg_iou += s->avg_iou * s->count;
+        total.avg_obj += s->avg_obj * s->count;
+        total.avg_class += s->avg_class * s->count;
+        total.recall50 += s->recall50 * s->count;
+        total.recall75 += s->recall75 * s->count;
+        total.count += s->count;
+        ++yolo_layers;
+    }
+    if (yolo_layers == 0) return dn_fail(DN_ERR_STATE, "the network has no [yolo] layer to train");
+    total.loss /= yolo_layers;
+    total.iou_loss /= yolo_layers;
+    total.class_loss /= yolo_layers;
+    if (total.count > 0) {
+        total.avg_iou /= total.count;
+        total.avg_obj /= total.count;
+        total.avg_class /= total.count;
+        total.recall50 /= total.count;
+        total.recall75 /= total.count;
+    }
+    if (stats) *stats = total;
+    if (!isfinite(total.loss))
+        return dn_fail(DN_ERR_STATE, "the training loss is not finite (%f); no gradient was applied", total.loss);
+    run_backward(net, NULL, n, iteration);
+    return DN_OK;
+}
+
+dn_status dn_network_update(dn_network *net, float learning_rate, float momentum, float decay, int batch_images)
+{
+    dn_clear_error();
+    if (!net) return dn_fail(DN_ERR_ARGUMENT, "network is NULL");
+    if (batch_images < 1) return dn_fail(DN_ERR_ARGUMENT, "batch_images must be >= 1, got %d", batch_images);
+    if (!isfinite(learning_rate) || !isfinite(momentum) || !isfinite(decay))
+        return dn_fail(DN_ERR_ARGUMENT, "learning rate, momentum and decay must be finite");
+    dn_status st = ensure_training(net);
+    if (st != DN_OK) return st;
+    for (int i = 0; i < net->n; ++i)
+        if (net->layers[i].type == DN_LAYER_CONVOLUTIONAL)
+            dn_convolutional_update(&net->layers[i], learning_rate, momentum, decay, batch_images);
+    return DN_OK;
+}
+
+dn_status dn_network_set_seen(dn_network *net, uint64_t seen)
+{
+    dn_clear_error();
+    if (!net) return dn_fail(DN_ERR_ARGUMENT, "network is NULL");
+    net->seen = seen;
+    return DN_OK;
+}
+
+/* Recompute every layer's shape for a new input size; 0 and a message when one does not fit. */
+static dn_status reshape_layers(dn_network *net, int width, int height)
+{
+    int w = width, h = height, c = net->params.channels;
+    for (int i = 0; i < net->n; ++i) {
+        dn_layer *l = &net->layers[i];
+        l->w = w;
+        l->h = h;
+        l->c = c;
+        int ok = 1;
+        switch (l->type) {
+        case DN_LAYER_CONVOLUTIONAL: ok = dn_convolutional_reshape(l); break;
+        case DN_LAYER_MAXPOOL: ok = dn_maxpool_reshape(l); break;
+        case DN_LAYER_UPSAMPLE: dn_upsample_reshape(l); break;
+        case DN_LAYER_ROUTE: {
+            const dn_layer *first = &net->layers[l->input_layers[0]];
+            for (int k = 1; k < l->num_inputs; ++k) {
+                const dn_layer *in = &net->layers[l->input_layers[k]];
+                if (in->out_w != first->out_w || in->out_h != first->out_h) ok = 0;
+            }
+            l->w = l->out_w = first->out_w;
+            l->h = l->out_h = first->out_h;
+            l->c = l->out_c;
+            break;
+        }
+        case DN_LAYER_SHORTCUT: {
+            const dn_layer *other = &net->layers[l->input_layers[0]];
+            ok = other->out_w == l->w && other->out_h == l->h;
+            l->out_w = l->w;
+            l->out_h = l->h;
+            break;
+        }
+        case DN_LAYER_YOLO:
+            l->out_w = l->w;
+            l->out_h = l->h;
+            break;
+        }
+        if (!ok)
+            return dn_fail(DN_ERR_ARGUMENT, "%s: input %dx%d does not fit layer %d (cfg line %d)", net->cfg_path, width,
+                           height, i, l->cfg_line);
+        l->inputs = (size_t)l->w * l->h * l->c;
+        l->outputs = (size_t)l->out_w * l->out_h * l->out_c;
+        w = l->out_w;
+        h = l->out_h;
+        c = l->out_c;
+    }
+    return DN_OK;
+}
+
+dn_status dn_network_resize(dn_network *net, int width, int height)
+{
+    dn_clear_error();
+    if (!net) return dn_fail(DN_ERR_ARGUMENT, "network is NULL");
+    if (width < 1 || height < 1) return dn_fail(DN_ERR_ARGUMENT, "resize to %dx%d: sizes must be positive", width, height);
+    const int old_w = net->params.width, old_h = net->params.height;
+    dn_status st = reshape_layers(net, width, height);
+    if (st != DN_OK) {
+        reshape_layers(net, old_w, old_h); /* the old size fitted before */
+        return st;
+    }
+    net->params.width = width;
+    net->params.height = height;
+    size_t workspace = 0;
+    for (int i = 0; i < net->n; ++i) {
+        dn_layer *l = &net->layers[i];
+        st = dn_layer_alloc_output(l, net->batch);
+        if (st == DN_OK && net->training_ready && !alloc_training_buffers(l, net->batch))
+            st = dn_fail(DN_ERR_MEMORY, "out of memory for the training buffers of layer %d", i);
+        if (st != DN_OK) return st;
+        if (l->type == DN_LAYER_CONVOLUTIONAL && dn_convolutional_workspace(l) > workspace)
+            workspace = dn_convolutional_workspace(l);
+    }
+    float *bigger = dn_calloc(workspace, sizeof(float));
+    if (!bigger) return dn_fail(DN_ERR_MEMORY, "out of memory for the %zu-float workspace", workspace);
+    free(net->workspace);
+    net->workspace = bigger;
+    net->workspace_size = workspace;
+    net->input = NULL;
     return DN_OK;
 }

@@ -63,3 +63,18 @@ void dn_route_forward(dn_layer *l, struct dn_network *net, int n)
         }
     }
 }
+
+void dn_route_backward(dn_layer *l, struct dn_network *net, int n)
+{
+    for (int b = 0; b < n; ++b) {
+        size_t offset = 0;
+        for (int i = 0; i < l->num_inputs; ++i) {
+            dn_layer *in = &net->layers[l->input_layers[i]];
+            const size_t part = in->outputs / (size_t)l->route_groups;
+            float *dst = in->delta + (size_t)b * in->outputs + part * (size_t)l->route_group_id;
+            const float *src = l->delta + (size_t)b * l->outputs + offset;
+            for (size_t j = 0; j < part; ++j) dst[j] += src[j];
+            offset += part;
+        }
+    }
+}

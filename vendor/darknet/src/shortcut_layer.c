@@ -44,5 +44,16 @@ void dn_shortcut_forward(dn_layer *l, struct dn_network *net, const float *input
     const dn_layer *other = &net->layers[l->input_layers[0]];
     const size_t count = (size_t)n * l->outputs;
     for (size_t i = 0; i < count; ++i) l->output[i] = input[i] + other->output[i];
+    if (net->train) memcpy(l->act_input, l->output, count * sizeof(float));
     dn_activate_array(l->output, count, l->activation);
+}
+
+void dn_shortcut_backward(dn_layer *l, struct dn_network *net, float *input_delta, int n)
+{
+    dn_layer *other = &net->layers[l->input_layers[0]];
+    const size_t count = (size_t)n * l->outputs;
+    dn_gradient_array(l->act_input, count, l->activation, l->delta);
+    for (size_t i = 0; i < count; ++i) other->delta[i] += l->delta[i];
+    if (input_delta)
+        for (size_t i = 0; i < count; ++i) input_delta[i] += l->delta[i];
 }

@@ -10,10 +10,15 @@ dn_status dn_upsample_setup(dn_layer *l, dn_options *o)
         dn_opt_error(o, "stride", "stride must be >= 1 (downsampling is not supported), got %d", l->upsample_stride);
         return o->status;
     }
+    dn_upsample_reshape(l);
+    return DN_OK;
+}
+
+void dn_upsample_reshape(dn_layer *l)
+{
     l->out_w = l->w * l->upsample_stride;
     l->out_h = l->h * l->upsample_stride;
     l->out_c = l->c;
-    return DN_OK;
 }
 
 void dn_upsample_forward(dn_layer *l, const float *input, int n)
@@ -28,6 +33,21 @@ void dn_upsample_forward(dn_layer *l, const float *input, int n)
                 float *out_row = out + (size_t)y * l->out_w;
                 for (int x = 0; x < l->out_w; ++x) out_row[x] = l->upsample_scale * in_row[x / s];
             }
+        }
+    }
+}
+
+void dn_upsample_backward(dn_layer *l, float *input_delta, int n)
+{
+    if (!input_delta) return;
+    const int s = l->upsample_stride;
+    for (int b = 0; b < n; ++b) {
+        for (int ch = 0; ch < l->c; ++ch) {
+            float *in = input_delta + (size_t)b * l->inputs + (size_t)ch * l->h * l->w;
+            const float *out = l->delta + (size_t)b * l->outputs + (size_t)ch * l->out_h * l->out_w;
+            for (int y = 0; y < l->out_h; ++y)
+                for (int x = 0; x < l->out_w; ++x)
+                    in[(size_t)(y / s) * l->w + x / s] += l->upsample_scale * out[(size_t)y * l->out_w + x];
         }
     }
 }

@@ -1,0 +1,473 @@
+"""`train()`: darknet's `detector train` loop in Python around the engine's train_step/update.
+
+Iterations are counted as darknet counts them: iteration n (1-based) is the n-th SGD update,
+and the network's `seen` after it is n * batch * subdivisions images. Everything random that
+the loop decides (which images, their augmentation, the multi-scale sizes) is a pure function
+of (seed, iteration), so a run resumed from a checkpoint sees the same data as an uninterrupted
+one (see train() for what else a resumed run needs to be bit-identical).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import secrets
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+
+from .chart import save_chart
+from .data import Augmentation, BatchLoader
+from .datafile import DataConfig, read_data_file, read_image_list
+from .errors import DataError, ShapeError, StateError
+from .evaluate import evaluate
+from .network import NetParams, Network, TrainStats
+from .progress import ProgressBar, is_terminal
+
+__all__ = ["NonFiniteLossError", "TrainHistory", "TrainProgress", "TrainResult", "learning_rate_at",
+           "multiscale_size", "train"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+LOSS_MOMENTUM = 0.9          # avg_loss = .9 avg_loss + .1 loss
+LAST_EVERY = 100             # iterations between `_last.weights`
+RESIZE_EVERY = 10            # random=1: a new input size every 10 iterations
+FULL_SIZE_TAIL = 100         # ... but the cfg's size during the last 100
+RESIZE_STEP = 32             # sizes are multiples of the network stride
+DEFAULT_RANDOM_COEF = 1.4
+MAP_MIN_PERIOD = 100         # mAP at most every 100 iterations ...
+MAP_EPOCHS = 4               # ... and at least 4 epochs apart
+CHART_EVERY = 10             # iterations between chart.png redraws
+MAP_BATCH = 4                # images per forward pass of the mAP network
+# [yolo] defaults (darknet's) for the training settings LayerInfo may not expose
+YOLO_DEFAULTS = {"jitter": 0.2, "random": 0, "resize": 1.0, "max_boxes": 200}
+
+
+class NonFiniteLossError(StateError):
+    """Training diverged: the loss became NaN or infinite. No checkpoint was written for the
+    failing iteration; the last good one in the backup folder is untouched."""
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """What one iteration did; passed to train()'s callback after every iteration."""
+
+    iteration: int                 # iterations done (1-based, darknet's count; resumed runs continue it)
+    max_batches: int
+    loss: float                    # this iteration's loss (mean over its subdivisions)
+    avg_loss: float                # .9 * previous avg_loss + .1 * loss
+    learning_rate: float           # the rate of this iteration's update
+    images: int                    # images seen: iteration * batch * subdivisions
+    seconds: float                 # wall time of this iteration, seconds
+    map: Optional[float]           # latest mAP@0.5 in 0..1, None until one is computed
+    width: int                     # network input size of this iteration (changes with random=1)
+    height: int
+    stats: tuple[TrainStats, ...]  # the engine's measurements, one per subdivision
+
+
+@dataclass
+class TrainHistory:
+    """Per-iteration records of one train() call, and every mAP it computed."""
+
+    iterations: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    avg_losses: list[float] = field(default_factory=list)
+    learning_rates: list[float] = field(default_factory=list)
+    maps: list[tuple[int, float]] = field(default_factory=list)  # (iteration, mAP 0..1)
+
+
+@dataclass
+class TrainResult:
+    """What train() did. Paths are None when that checkpoint was not written by this call."""
+
+    final_weights: Optional[Path]  # `<cfg>_final.weights`, written when max_batches was reached
+    last_weights: Optional[Path]   # the latest `<cfg>_last.weights`
+    best_weights: Optional[Path]   # `<cfg>_best.weights` (compute_map only)
+    start_iteration: int           # where this call began (0, or the resumed weights' iteration)
+    iteration: int                 # where it ended
+    avg_loss: float                # the final avg_loss (nan when no iteration ran)
+    best_map: Optional[float]
+    history: TrainHistory
+    stopped_early: bool            # the callback returned False before max_batches
+    seconds: float                 # wall time of the call
+    seed: int                      # the seed used (give it back to reproduce or resume the run)
+
+    @property
+    def iterations(self) -> int:
+        """Iterations run by this call."""
+        return self.iteration - self.start_iteration
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def learning_rate_at(iteration: int, params: NetParams) -> float:
+    """darknet's get_current_rate for batch number `iteration` (the 1-based iteration whose
+    update uses the rate): burn_in ramps lr * (iteration / burn_in)^power first; then
+    `constant`; `steps` multiplies by every scale whose step <= iteration; `poly` is
+    lr * (1 - iteration / max_batches)^power."""
+    lr = params.learning_rate
+    if iteration < params.burn_in:
+        return lr * (iteration / params.burn_in) ** params.power
+    if params.policy == "steps":
+        for step, scale in zip(params.steps, params.scales):
+            if step > iteration:
+                break
+            lr *= scale
+        return lr
+    if params.policy == "poly":
+        return lr * max(1.0 - iteration / params.max_batches, 0.0) ** params.power
+    if params.policy == "constant":
+        return lr
+    raise ShapeError(f"unknown learning-rate policy {params.policy!r}")
+
+
+def multiscale_size(iteration: int, width: int, height: int, max_batches: int, coefficient: float,
+                    seed: int) -> tuple[int, int]:
+    """random=1's input size for 0-based `iteration`: one draw per block of 10 iterations,
+    r ~ U[1/coefficient, coefficient], size round(r * init / 32 + 1) * 32 (darknet's formula,
+    the +1 included); the cfg's size during the last 100 iterations. Depends only on its
+    arguments, so a resumed run gets the sizes an uninterrupted one would."""
+    if iteration + FULL_SIZE_TAIL >= max_batches:
+        return width, height
+    block = iteration // RESIZE_EVERY
+    r = np.random.default_rng([seed, 0x6D73, block]).uniform(1.0 / coefficient, coefficient)
+    return tuple(int(round(r * size / RESIZE_STEP + 1)) * RESIZE_STEP for size in (width, height))
+
+
+def numbered_period(max_batches: int) -> int:
+    """Iterations between `_<N>.weights` checkpoints: 1000, or 10000 once max_batches >= 10000."""
+    return 10000 if max_batches >= 10000 else 1000
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@dataclass(frozen=True)
+class _YoloSettings:
+    """Training settings of the last [yolo] layer."""
+
+    jitter: float
+    random: int
+    resize: float
+    max_boxes: int
+
+
+def _yolo_settings(net: Any) -> _YoloSettings:
+    # LayerInfo may not expose every field yet: darknet's defaults stand in for missing ones.
+    last = net.yolo_layers[-1] if net.yolo_layers else None
+    values = {name: getattr(last, name, default) for name, default in YOLO_DEFAULTS.items()}
+    return _YoloSettings(float(values["jitter"]), int(values["random"]), float(values["resize"]),
+                         int(values["max_boxes"]))
+
+
+def _backup_dir(config: DataConfig, backup_dir: Optional[PathLike]) -> Path:
+    directory = Path(backup_dir) if backup_dir is not None else (config.backup or config.path.parent / "backup")
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _mini_batch(params: NetParams, cfg: Path) -> int:
+    if params.subdivisions < 1 or params.batch < params.subdivisions:
+        raise ShapeError(f"{cfg}: batch={params.batch} must be >= subdivisions={params.subdivisions} >= 1")
+    return params.batch // params.subdivisions
+
+
+class _Reporter:
+    """Progress output on stderr: a bar on a terminal, else darknet's line per iteration."""
+
+    def __init__(self, enabled: bool, max_batches: int):
+        self.enabled = enabled
+        self.bar = ProgressBar(max_batches, prefix="train ") if enabled and is_terminal(sys.stderr) else None
+        self._seconds: list[float] = []
+
+    def iteration(self, p: TrainProgress) -> None:
+        if not self.enabled:
+            return
+        self._seconds = (self._seconds + [p.seconds])[-20:]  # ETA from the last 20 iterations
+        hours_left = (p.max_batches - p.iteration) * sum(self._seconds) / len(self._seconds) / 3600
+        map_text = f", mAP {100 * p.map:.2f}%" if p.map is not None else ""
+        if self.bar is not None:
+            self.bar.update(p.iteration, f"loss {p.loss:.4f} avg {p.avg_loss:.4f} lr {p.learning_rate:.6f} "
+                                         f"{p.seconds:.2f} s {p.width}x{p.height}{map_text} "
+                                         f"{hours_left:.2f} h left")
+        else:
+            sys.stderr.write(f" {p.iteration}: {p.loss:.6f}, {p.avg_loss:.6f} avg loss, {p.learning_rate:.6f} rate, "
+                             f"{p.seconds:.6f} seconds, {p.images} images{map_text}, {hours_left:.6f} hours left\n")
+            sys.stderr.flush()
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            if self.bar is not None:
+                self.bar.close()
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _MapRunner:
+    """mAP of the current weights on a separate inference network at the cfg's size (as darknet's
+    net_map): the weights go through a temporary .weights file in the backup folder."""
+
+    def __init__(self, data: Path, cfg: Path, names: list[str], directory: Path, progress: bool):
+        self.data, self.cfg, self.names, self.directory = data, cfg, names, directory
+        self.progress = progress
+        self.net: Optional[Any] = None
+
+    def __call__(self, train_net: Any) -> float:
+        fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=".map-", suffix=".weights")
+        os.close(fd)
+        try:
+            train_net.save_weights(temporary)
+            if self.net is None:
+                self.net = Network(self.cfg, batch=MAP_BATCH, names=self.names)
+            self.net.load_weights(temporary)
+        finally:
+            Path(temporary).unlink(missing_ok=True)
+        return float(evaluate(self.data, None, None, network=self.net, batch=MAP_BATCH,
+                              progress=self.progress).map)
+
+    def close(self) -> None:
+        if self.net is not None:
+            self.net.close()
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class _Trainer:
+    """State of one train() call; run() is the loop."""
+
+    def __init__(self, net: Any, loader: Any, params: NetParams, *, cfg: Path, backup: Path, seed: int,
+                 start: int, callback: Optional[Callable[[TrainProgress], Any]], map_runner: Optional[_MapRunner],
+                 map_period: int, reporter: _Reporter):
+        self.net, self.loader, self.params = net, loader, params
+        self.backup, self.stem, self.seed = backup, cfg.stem, seed
+        self.callback, self.map_runner, self.map_period = callback, map_runner, map_period
+        self.reporter = reporter
+        self.images_per_iteration = params.batch
+        self.mini_batch = params.batch // params.subdivisions
+        self.start = self.done = start
+        self.last_map_iteration = start
+        self.yolo = _yolo_settings(net)
+        self.init_size = (params.width, params.height)
+        self.size = self.init_size
+        self.avg_loss = math.nan
+        self.latest_map: Optional[float] = None
+        self.best_map: Optional[float] = None
+        self.history = TrainHistory()
+        self.paths: dict[str, Path] = {}
+
+    def path(self, suffix: str) -> Path:
+        return self.backup / f"{self.stem}_{suffix}.weights"
+
+    def save(self, suffix: str) -> Path:
+        """Write `<cfg>_<suffix>.weights` for the iterations done (save_weights is atomic)."""
+        self.net.set_seen(self.done * self.images_per_iteration)
+        path = self.net.save_weights(self.path(suffix))
+        self.paths[suffix] = Path(path)
+        return Path(path)
+
+    def run(self) -> bool:
+        """Train to max_batches; False when the callback stopped it first."""
+        max_batches = self.params.max_batches
+        while self.done < max_batches:
+            progress = self.iteration(self.done)
+            if self.callback is not None and self.callback(progress) is False:
+                return False
+        return True
+
+    def iteration(self, index: int) -> TrainProgress:
+        """Train 0-based iteration `index` (subdivisions steps, one update) and do its bookkeeping."""
+        began = time.perf_counter()
+        self.resize_for(index)
+        stats = tuple(self.step(index, k) for k in range(self.params.subdivisions))
+        loss = sum(s.loss for s in stats) / len(stats)
+        rate = learning_rate_at(index + 1, self.params)
+        self.net.update(rate, self.params.momentum, self.params.decay, self.images_per_iteration)
+        self.done = index + 1  # right after update: a checkpoint must count exactly the updates made
+        self.net.set_seen(self.done * self.images_per_iteration)
+        self.avg_loss = loss if math.isnan(self.avg_loss) else LOSS_MOMENTUM * self.avg_loss + (1 - LOSS_MOMENTUM) * loss
+        self.record(loss, rate)
+        self.checkpoints()
+        progress = TrainProgress(self.done, self.params.max_batches, loss, self.avg_loss, rate,
+                                 self.done * self.images_per_iteration, time.perf_counter() - began,
+                                 self.latest_map, self.size[0], self.size[1], stats)
+        self.reporter.iteration(progress)
+        return progress
+
+    def resize_for(self, index: int) -> None:
+        if not self.yolo.random:
+            return
+        coefficient = self.yolo.resize if self.yolo.resize != 1 else DEFAULT_RANDOM_COEF
+        size = multiscale_size(index, *self.init_size, self.params.max_batches, coefficient, self.seed)
+        if size != self.size:
+            self.net.resize(*size)
+            self.size = size
+
+    def step(self, index: int, k: int) -> TrainStats:
+        batch = self.loader.get(index * self.params.subdivisions + k, *self.size)
+        try:
+            stats = self.net.train_step(batch.images, batch.truths, index)
+        except StateError as exc:  # the engine's answer to a non-finite loss
+            raise NonFiniteLossError(f"iteration {index + 1}: {exc}") from exc
+        if not math.isfinite(stats.loss):
+            raise NonFiniteLossError(f"iteration {index + 1}: the loss is {stats.loss}")
+        return stats
+
+    def record(self, loss: float, rate: float) -> None:
+        h = self.history
+        h.iterations.append(self.done)
+        h.losses.append(loss)
+        h.avg_losses.append(self.avg_loss)
+        h.learning_rates.append(rate)
+
+    def checkpoints(self) -> None:
+        done, max_batches = self.done, self.params.max_batches
+        if done % LAST_EVERY == 0:
+            self.save("last")
+        if done % numbered_period(max_batches) == 0:
+            self.save(str(done))
+        if self.map_runner is not None and self.map_due():
+            self.compute_map()
+        if done == max_batches:
+            self.save("final")
+        if done % CHART_EVERY == 0 or done == max_batches:
+            self.chart()
+
+    def map_due(self) -> bool:
+        """darknet: when iteration >= max(previous mAP + period, burn_in), and at max_batches."""
+        due = max(self.last_map_iteration + self.map_period, self.params.burn_in)
+        return self.done >= due or self.done == self.params.max_batches
+
+    def compute_map(self) -> None:
+        value = self.map_runner(self.net)
+        self.last_map_iteration = self.done
+        self.latest_map = value
+        self.history.maps.append((self.done, value))
+        improved = self.best_map is None or value > self.best_map
+        if improved:
+            self.best_map = value
+            self.save("best")
+        self.reporter.message(f"mAP@0.5 at iteration {self.done}: {100 * value:.2f}%"
+                              f"{' (new best)' if improved else ''}, best {100 * self.best_map:.2f}%")
+        self.chart()
+
+    def chart(self) -> None:
+        save_chart(self.backup / "chart.png", list(zip(self.history.iterations, self.history.avg_losses)),
+                   self.history.maps, self.params.max_batches, title=self.stem)
+
+    def stop(self) -> None:
+        """Leave `_last.weights` and the chart for the iterations done (nothing when this call made
+        no update: an older run's `_last.weights` in the same folder must survive)."""
+        if self.done > self.start:
+            self.save("last")
+            self.chart()
+
+
+def _open_network(cfg: Path, weights: Optional[PathLike], names: list[str], seed: int) -> tuple[Any, NetParams]:
+    with Network(cfg, batch=1) as probe:  # the mini-batch size comes from the cfg's [net]
+        mini_batch = _mini_batch(probe.params, cfg)
+    net = Network(cfg, weights, batch=mini_batch, names=names, seed=seed)
+    return net, net.params
+
+
+def _map_period(train_images: int, images_per_iteration: int) -> int:
+    """Iterations between mAP runs: 4 epochs (epoch = train images / batch), at least 100."""
+    return max(MAP_EPOCHS * train_images // images_per_iteration, MAP_MIN_PERIOD)
+
+
+def train(data: PathLike, cfg: PathLike, weights: Optional[PathLike] = None, *,
+          callback: Optional[Callable[[TrainProgress], Any]] = None, compute_map: bool = False,
+          backup_dir: Optional[PathLike] = None, max_batches: Optional[int] = None, clear: bool = False,
+          seed: Optional[int] = None, progress: bool = True, workers: int = 2) -> TrainResult:
+    """`darknet detector train data cfg [weights] [-map] [-clear]` in-process.
+
+    Trains on the `.data` file's `train` list with the cfg's [net] settings (batch split into
+    `subdivisions` forward passes, SGD once per batch, darknet's learning-rate schedule and
+    augmentation; random=1 multi-scale). `max_batches` overrides the cfg's.
+
+    Checkpoints go to `backup_dir` (default: the .data's `backup`, else `backup/` beside the
+    .data), named after the cfg: `_last.weights` every 100 iterations and when stopped early,
+    `_<N>.weights` every 1000 (10000 once max_batches >= 10000), `_best.weights` on a new best
+    mAP, `_final.weights` at max_batches; `chart.png` plots avg loss and mAP. Every file is
+    written atomically. With compute_map, mAP@0.5 on the `valid` list (else `train`) runs every
+    max(4 epochs, 100) iterations once past burn_in, and at max_batches.
+
+    Weights whose `seen` > 0 resume at iteration seen / (batch * subdivisions) unless `clear`.
+    Data, augmentation and multi-scale sizes depend only on (seed, iteration); `seed=None`
+    draws one (it is in the result). As in darknet, momentum buffers are not stored in
+    .weights, so a resumed run's first updates differ slightly from an uninterrupted run's.
+
+    callback(TrainProgress) runs after every iteration; returning False stops cleanly. On
+    Ctrl-C (KeyboardInterrupt), an exception from the callback or the data, `_last.weights`
+    is written for the iterations completed, then the exception propagates (Ctrl-C too: a
+    script that was interrupted should stop). A NaN/inf loss raises NonFiniteLossError and
+    writes nothing, so the last good checkpoint survives. `progress` prints to stderr: a bar
+    on a terminal, else one darknet-like line per iteration. `workers` data-loading threads.
+    """
+    config = read_data_file(data)
+    if config.train is None:
+        raise DataError(f"{config.path}: no 'train = ...' image list")
+    images = read_image_list(config.train)
+    if not images:
+        raise DataError(f"{config.train}: no training images")
+    seed = secrets.randbits(63) if seed is None else int(seed)
+    if seed < 0:
+        raise ShapeError(f"seed must be >= 0, got {seed}")
+    cfg = Path(cfg)
+    backup = _backup_dir(config, backup_dir)
+    began = time.perf_counter()
+    net, params = _open_network(cfg, weights, config.names, seed)
+    map_runner: Optional[_MapRunner] = None
+    try:
+        if max_batches is not None:
+            params = dataclasses.replace(params, max_batches=int(max_batches))
+        if params.max_batches < 1:
+            raise ShapeError(f"max_batches must be >= 1, got {params.max_batches}")
+        if net.classes != config.classes:
+            raise DataError(f"{config.path}: classes = {config.classes} but {cfg} has {net.classes}")
+        start = 0 if clear else net.seen // params.batch
+        yolo = _yolo_settings(net)
+        augmentation = Augmentation(jitter=yolo.jitter, hue=params.hue, saturation=params.saturation,
+                                    exposure=params.exposure, flip=params.flip, mosaic=params.mosaic,
+                                    letter_box=params.letter_box)
+        reporter = _Reporter(progress, params.max_batches)
+        if compute_map:
+            map_runner = _MapRunner(config.path, cfg, config.names, backup, progress and is_terminal(sys.stderr))
+        with BatchLoader(images, classes=config.classes, batch=_mini_batch(params, cfg), width=params.width,
+                         height=params.height, augmentation=augmentation, max_boxes=yolo.max_boxes, seed=seed,
+                         workers=workers) as loader:
+            trainer = _Trainer(net, loader, params, cfg=cfg, backup=backup, seed=seed, start=min(start, params.max_batches),
+                               callback=callback, map_runner=map_runner,
+                               map_period=_map_period(len(images), params.batch), reporter=reporter)
+            try:
+                finished = trainer.run()
+            except NonFiniteLossError:
+                raise
+            except BaseException:
+                trainer.stop()
+                raise
+            finally:
+                reporter.close()
+            if finished and trainer.done == trainer.start:  # resumed at max_batches: nothing to train
+                trainer.save("final")
+            trainer.stop()
+    finally:
+        if map_runner is not None:
+            map_runner.close()
+        net.close()
+    return TrainResult(
+        final_weights=trainer.paths.get("final"), last_weights=trainer.paths.get("last"),
+        best_weights=trainer.paths.get("best"), start_iteration=trainer.start, iteration=trainer.done,
+        avg_loss=trainer.avg_loss, best_map=trainer.best_map, history=trainer.history,
+        stopped_early=not finished, seconds=time.perf_counter() - began, seed=seed,
+    )
