@@ -12,9 +12,12 @@ import dataclasses
 import math
 import os
 import secrets
+import signal
 import sys
+import threading
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -24,7 +27,7 @@ import numpy as np
 from .chart import save_chart
 from .data import Augmentation, BatchLoader
 from .datafile import DataConfig, read_data_file, read_image_list
-from .errors import DataError, ShapeError, StateError
+from .errors import DarknetError, DataError, ShapeError, StateError
 from .evaluate import evaluate
 from .network import NetParams, Network, TrainStats
 from .progress import ProgressBar, is_terminal
@@ -44,6 +47,8 @@ MAP_MIN_PERIOD = 100         # mAP at most every 100 iterations ...
 MAP_EPOCHS = 4               # ... and at least 4 epochs apart
 CHART_EVERY = 10             # iterations between chart.png redraws
 MAP_BATCH = 4                # images per forward pass of the mAP network
+STATE_SUFFIX = ".state.npz"  # beside `_last.weights`: what .weights lacks for an exact resume
+GRADIENT_KINDS = ("weights_grad", "biases_grad", "scales_grad")
 # [yolo] defaults (darknet's) for the training settings LayerInfo may not expose
 YOLO_DEFAULTS = {"jitter": 0.2, "random": 0, "resize": 1.0, "max_boxes": 200}
 
@@ -240,6 +245,71 @@ class _MapRunner:
             self.net.close()
 
 
+# --------------------------------------------------------------------------- resume state
+
+
+@dataclass(frozen=True)
+class _ResumeState:
+    """The sidecar of a `_last.weights`: darknet's SGD momentum (the engine's update buffers,
+    which .weights does not hold), avg_loss and the seed, for a resume identical to no stop."""
+
+    seen: int
+    seed: int
+    avg_loss: float
+    buffers: dict[tuple[int, str], np.ndarray]
+
+
+def state_path(weights: PathLike) -> Path:
+    """`x_last.weights` -> `x_last.state.npz`."""
+    return Path(weights).with_suffix(STATE_SUFFIX)
+
+
+def _save_state(net: Any, path: Path, seed: int, avg_loss: float) -> None:
+    arrays = {f"g{layer.index}_{kind}": net.get_parameter(layer.index, kind)
+              for layer in net.layers if layer.type == "convolutional"
+              for kind in GRADIENT_KINDS if kind != "scales_grad" or layer.batch_normalize}
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as f:
+            np.savez(f, seen=net.seen, seed=seed, avg_loss=avg_loss, **arrays)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _read_state(path: Path) -> Optional[_ResumeState]:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as npz:
+            buffers = {}
+            for key in npz.files:
+                if key.startswith("g"):
+                    index, kind = key[1:].split("_", 1)
+                    buffers[int(index), kind] = npz[key]
+            return _ResumeState(int(npz["seen"]), int(npz["seed"]), float(npz["avg_loss"]), buffers)
+    except (OSError, ValueError, KeyError) as exc:
+        warnings.warn(f"{path}: unreadable resume state ({exc}); momentum restarts from zero", stacklevel=3)
+        return None
+
+
+def _restore_state(net: Any, state: _ResumeState, path: Path) -> bool:
+    """Put the momentum back when the state belongs to the loaded weights (same `seen`)."""
+    if state.seen != net.seen:
+        warnings.warn(f"{path}: seen {state.seen} differs from the weights' {net.seen}; "
+                      "momentum restarts from zero", stacklevel=3)
+        return False
+    net.zero_grad()  # allocates the engine's update buffers
+    try:
+        for (index, kind), values in state.buffers.items():
+            net.set_parameter(index, kind, values)
+    except DarknetError as exc:
+        net.zero_grad()
+        warnings.warn(f"{path}: does not fit the cfg ({exc}); momentum restarts from zero", stacklevel=3)
+        return False
+    return True
+
+
 # --------------------------------------------------------------------------- the loop
 
 
@@ -254,7 +324,6 @@ class _Trainer:
         self.callback, self.map_runner, self.map_period = callback, map_runner, map_period
         self.reporter = reporter
         self.images_per_iteration = params.batch
-        self.mini_batch = params.batch // params.subdivisions
         self.start = self.done = start
         self.last_map_iteration = start
         self.yolo = _yolo_settings(net)
@@ -265,22 +334,31 @@ class _Trainer:
         self.best_map: Optional[float] = None
         self.history = TrainHistory()
         self.paths: dict[str, Path] = {}
+        self.in_iteration = False  # the update buffers hold a part-accumulated gradient
+        self.stop_requested = False  # set by the first Ctrl-C (see _DeferredInterrupt)
 
     def path(self, suffix: str) -> Path:
         return self.backup / f"{self.stem}_{suffix}.weights"
 
     def save(self, suffix: str) -> Path:
-        """Write `<cfg>_<suffix>.weights` for the iterations done (save_weights is atomic)."""
+        """Write `<cfg>_<suffix>.weights` for the iterations done (save_weights is atomic);
+        `_last` also gets its resume state."""
         self.net.set_seen(self.done * self.images_per_iteration)
-        path = self.net.save_weights(self.path(suffix))
-        self.paths[suffix] = Path(path)
-        return Path(path)
+        path = Path(self.net.save_weights(self.path(suffix)))
+        if suffix == "last" and not self.in_iteration:
+            _save_state(self.net, state_path(path), self.seed, self.avg_loss)
+        elif suffix == "last":  # the momentum of the iterations done is lost: no state, not a stale one
+            state_path(path).unlink(missing_ok=True)
+        self.paths[suffix] = path
+        return path
 
     def run(self) -> bool:
         """Train to max_batches; False when the callback stopped it first."""
         max_batches = self.params.max_batches
         while self.done < max_batches:
             progress = self.iteration(self.done)
+            if self.stop_requested:
+                raise KeyboardInterrupt
             if self.callback is not None and self.callback(progress) is False:
                 return False
         return True
@@ -289,11 +367,13 @@ class _Trainer:
         """Train 0-based iteration `index` (subdivisions steps, one update) and do its bookkeeping."""
         began = time.perf_counter()
         self.resize_for(index)
+        self.in_iteration = True
         stats = tuple(self.step(index, k) for k in range(self.params.subdivisions))
         loss = sum(s.loss for s in stats) / len(stats)
         rate = learning_rate_at(index + 1, self.params)
         self.net.update(rate, self.params.momentum, self.params.decay, self.images_per_iteration)
         self.done = index + 1  # right after update: a checkpoint must count exactly the updates made
+        self.in_iteration = False
         self.net.set_seen(self.done * self.images_per_iteration)
         self.avg_loss = loss if math.isnan(self.avg_loss) else LOSS_MOMENTUM * self.avg_loss + (1 - LOSS_MOMENTUM) * loss
         self.record(loss, rate)
@@ -373,6 +453,33 @@ class _Trainer:
             self.chart()
 
 
+class _DeferredInterrupt:
+    """The first Ctrl-C asks the loop to stop after the current iteration (so `_last` gets its
+    exact resume state); a second one interrupts at once. Only in the main thread, and only
+    when SIGINT has Python's default handler (an application's own handler is left alone)."""
+
+    def __init__(self, trainer: _Trainer, reporter: _Reporter):
+        self.trainer, self.reporter = trainer, reporter
+        self.installed = False
+
+    def __enter__(self) -> "_DeferredInterrupt":
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, self.handle)
+            self.installed = True
+        return self
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.trainer.stop_requested:
+            raise KeyboardInterrupt
+        self.trainer.stop_requested = True
+        self.reporter.message("interrupted: stopping after this iteration (Ctrl-C again to stop now)")
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _open_network(cfg: Path, weights: Optional[PathLike], names: list[str], seed: int) -> tuple[Any, NetParams]:
     with Network(cfg, batch=1) as probe:  # the mini-batch size comes from the cfg's [net]
         mini_batch = _mini_batch(probe.params, cfg)
@@ -404,13 +511,18 @@ def train(data: PathLike, cfg: PathLike, weights: Optional[PathLike] = None, *,
 
     Weights whose `seen` > 0 resume at iteration seen / (batch * subdivisions) unless `clear`.
     Data, augmentation and multi-scale sizes depend only on (seed, iteration); `seed=None`
-    draws one (it is in the result). As in darknet, momentum buffers are not stored in
-    .weights, so a resumed run's first updates differ slightly from an uninterrupted run's.
+    draws one (it is in the result). .weights files do not hold SGD momentum (darknet loses it
+    on resume), so `_last.weights` gets a sidecar `_last.state.npz` with the momentum buffers,
+    avg_loss and seed: resuming from `_last.weights` (seed=None takes the stored seed) then
+    gives the weights an uninterrupted run would, bit for bit. Other weights, or a sidecar whose
+    `seen` does not match, resume as darknet does, from zero momentum.
 
     callback(TrainProgress) runs after every iteration; returning False stops cleanly. On
     Ctrl-C (KeyboardInterrupt), an exception from the callback or the data, `_last.weights`
     is written for the iterations completed, then the exception propagates (Ctrl-C too: a
-    script that was interrupted should stop). A NaN/inf loss raises NonFiniteLossError and
+    script that was interrupted should stop). In the main thread the first Ctrl-C lets the
+    current iteration finish (its `_last` then has the exact resume state), a second one stops
+    at once (`_last` without resume state: momentum is lost as in darknet). A NaN/inf loss raises NonFiniteLossError and
     writes nothing, so the last good checkpoint survives. `progress` prints to stderr: a bar
     on a terminal, else one darknet-like line per iteration. `workers` data-loading threads.
     """
@@ -420,7 +532,10 @@ def train(data: PathLike, cfg: PathLike, weights: Optional[PathLike] = None, *,
     images = read_image_list(config.train)
     if not images:
         raise DataError(f"{config.train}: no training images")
-    seed = secrets.randbits(63) if seed is None else int(seed)
+    state = _read_state(state_path(weights)) if weights is not None and not clear else None
+    if seed is None:
+        seed = state.seed if state is not None else secrets.randbits(63)
+    seed = int(seed)
     if seed < 0:
         raise ShapeError(f"seed must be >= 0, got {seed}")
     cfg = Path(cfg)
@@ -446,11 +561,14 @@ def train(data: PathLike, cfg: PathLike, weights: Optional[PathLike] = None, *,
         with BatchLoader(images, classes=config.classes, batch=_mini_batch(params, cfg), width=params.width,
                          height=params.height, augmentation=augmentation, max_boxes=yolo.max_boxes, seed=seed,
                          workers=workers) as loader:
-            trainer = _Trainer(net, loader, params, cfg=cfg, backup=backup, seed=seed, start=min(start, params.max_batches),
-                               callback=callback, map_runner=map_runner,
+            trainer = _Trainer(net, loader, params, cfg=cfg, backup=backup, seed=seed,
+                               start=min(start, params.max_batches), callback=callback, map_runner=map_runner,
                                map_period=_map_period(len(images), params.batch), reporter=reporter)
+            if state is not None and _restore_state(net, state, state_path(weights)):
+                trainer.avg_loss = state.avg_loss
             try:
-                finished = trainer.run()
+                with _DeferredInterrupt(trainer, reporter):
+                    finished = trainer.run()
             except NonFiniteLossError:
                 raise
             except BaseException:
