@@ -15,6 +15,7 @@ from .errors import (
 )
 from .evaluate import ClassAP, MapResult, average_precision, coco_map, compute_map, evaluate
 from .network import DarknetWarning, LayerInfo, NetParams, Network, TrainStats
+from .train import NonFiniteLossError, TrainHistory, TrainProgress, TrainResult, learning_rate_at, train
 
 __version__ = "0.1.0"
 
@@ -29,10 +30,14 @@ __all__ = [
     "Detection",
     "LayerInfo",
     "MapResult",
+    "NonFiniteLossError",
     "NetParams",
     "Network",
     "ShapeError",
     "StateError",
+    "TrainHistory",
+    "TrainProgress",
+    "TrainResult",
     "TrainStats",
     "WeightsError",
     "__version__",
@@ -44,4 +49,6 @@ __all__ = [
     "crowdhuman",
     "evaluate",
     "kmeans_anchors",
+    "learning_rate_at",
+    "train",
 ]

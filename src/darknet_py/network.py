@@ -103,6 +103,10 @@ class LayerInfo:
     beta_nms: float = 0.0
     ignore_thresh: float = 0.0
     iou_loss: Optional[str] = None
+    jitter: float = 0.0
+    random: bool = False
+    resize: float = 1.0
+    max_boxes: int = 0
 
 
 def _layer_info(index: int, raw) -> LayerInfo:  # noqa: ANN001 - a cffi struct
@@ -132,7 +136,8 @@ def _layer_info(index: int, raw) -> LayerInfo:  # noqa: ANN001 - a cffi struct
     return LayerInfo(
         **common, classes=raw.classes, mask=tuple(raw.mask[0:raw.num_masks]), anchors=anchors,
         scale_x_y=float(raw.scale_x_y), nms_kind=NMS_KINDS[raw.nms_kind], beta_nms=float(raw.beta_nms),
-        ignore_thresh=float(raw.ignore_thresh), iou_loss=IOU_LOSSES[raw.iou_loss],
+        ignore_thresh=float(raw.ignore_thresh), iou_loss=IOU_LOSSES[raw.iou_loss], jitter=float(raw.jitter),
+        random=bool(raw.random), resize=float(raw.resize), max_boxes=raw.max_boxes,
     )
 
 
@@ -444,6 +449,15 @@ class Network:
         with self._lock:
             check(lib.dn_network_backward(self._live(), as_float_buffer(top_grad), as_float_buffer(input_grad), n))
         return input_grad
+
+    def layer_delta(self, index: int, n: int) -> np.ndarray:
+        """Layer `index`'s delta from the last training step for `n` images: darknet's
+        -dL/d(output) (for [yolo], w.r.t. the logits of x, y, objectness and classes)."""
+        layer = self.layers[index]
+        out = np.empty((n,) + layer.output_shape, dtype=np.float32)
+        with self._lock:
+            check(lib.dn_network_copy_delta(self._live(), index, as_float_buffer(out), out.size))
+        return out
 
     def zero_grad(self) -> None:
         with self._lock:

@@ -190,6 +190,8 @@ dn_status dn_network_set_seen(dn_network *net, uint64_t seen);
 dn_status dn_network_forward_train(dn_network *net, const float *input, int n);
 dn_status dn_network_backward(dn_network *net, const float *top_grad, float *input_grad, int n);
 dn_status dn_network_zero_grad(dn_network *net);
+/* Copy layer `index`'s delta (-dL/d(output), darknet's sign) from the last training step. */
+dn_status dn_network_copy_delta(const dn_network *net, int index, float *dst, size_t count);
 
 /*
  * Non-maximum suppression in darknet's way: for each class, boxes sorted by

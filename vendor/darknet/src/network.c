@@ -393,6 +393,20 @@ dn_status dn_network_backward(dn_network *net, const float *top_grad, float *inp
     return DN_OK;
 }
 
+dn_status dn_network_copy_delta(const dn_network *net, int index, float *dst, size_t count)
+{
+    dn_clear_error();
+    dn_status st = check_layer(net, index);
+    if (st != DN_OK) return st;
+    if (!net->training_ready) return dn_fail(DN_ERR_STATE, "no training step has run on this network");
+    const dn_layer *l = &net->layers[index];
+    if (!dst || count > (size_t)net->batch * l->outputs)
+        return dn_fail(DN_ERR_ARGUMENT, "layer %d holds %zu delta values, %zu asked for", index,
+                       (size_t)net->batch * l->outputs, count);
+    memcpy(dst, l->delta, count * sizeof(float));
+    return DN_OK;
+}
+
 dn_status dn_network_zero_grad(dn_network *net)
 {
     dn_clear_error();
