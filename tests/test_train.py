@@ -5,6 +5,7 @@ import json
 import math
 import os
 import signal
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
@@ -14,12 +15,14 @@ import numpy as np
 import pytest
 
 import darknet_py as dn
-from darknet_py import train as train_module
 from darknet_py.chart import draw_chart, save_chart
 from darknet_py.network import NetParams, TrainStats
 from darknet_py.progress import ProgressBar
+import darknet_py.train  # noqa: F401 - loads the module that the function `dn.train` hides
 from darknet_py.train import (NonFiniteLossError, learning_rate_at, multiscale_size, numbered_period, state_path,
                               train)
+
+train_module = sys.modules["darknet_py.train"]
 
 
 def make_params(**overrides) -> NetParams:
