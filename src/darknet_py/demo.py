@@ -1,7 +1,7 @@
 """The demo: from nothing to a trained detector and a picture of its predictions, on a CPU.
 
 run_demo() synthesizes the built-in CrowdHuman-format dataset, prepares it for darknet
-(labels, lists, .data, .names, anchors, a small yolov4-tiny cfg), trains with a progress
+(labels, lists, .data, .names, anchors, a small yolov4-tiny-3l cfg), trains with a progress
 bar while a callback logs every iteration to a CSV file, evaluates mAP@0.5, detects on
 held-out images and writes `predictions.jpg` and `chart.png`. Everything goes under one
 output folder; nothing is written to the current directory.
@@ -39,8 +39,13 @@ LOG_FIELDS = ("iteration", "loss", "avg_loss", "learning_rate", "seconds", "imag
 
 
 def _recipe() -> dict[str, Any]:
-    """cfg settings of the full demo: ~600 iterations of batch 16 at 160x160 fit 10 CPU minutes."""
-    return dict(batch=16, subdivisions=1, max_batches=600, learning_rate=0.004, burn_in=100,
+    """cfg settings of the full demo: ~600 iterations of batch 16 at 160x160 fit 10 CPU minutes.
+
+    yolov4-tiny-3l rather than yolov4-tiny: the published yolov4-tiny masks (3,4,5 and 1,2,3)
+    leave the smallest anchor unused, so the smallest heads are never trained; with
+    yolov4-tiny the same recipe ends near mAP 0.77 (head AP 0.68), with -3l near 0.93.
+    """
+    return dict(batch=16, subdivisions=1, max_batches=600, learning_rate=0.006, burn_in=100,
                 steps=(480, 540), mosaic=False)
 
 
@@ -62,7 +67,7 @@ class DemoConfig:
     synthesize_options: dict[str, Any] = field(default_factory=dict)
     width: int = 160
     height: int = 160
-    arch: str = "yolov4-tiny"
+    arch: str = "yolov4-tiny-3l"
     cfg_options: dict[str, Any] = field(default_factory=_recipe)
     train_seed: int = 1
     compute_map: bool = True

@@ -97,7 +97,7 @@ class TrainResult:
     iteration: int                 # where it ended
     avg_loss: float                # the final avg_loss (nan when no iteration ran)
     best_map: Optional[float]
-    history: TrainHistory
+    history: TrainHistory = field(repr=False)
     stopped_early: bool            # the callback returned False before max_batches
     seconds: float                 # wall time of the call
     seed: int                      # the seed used (give it back to reproduce or resume the run)
