@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 
-from darknet_py import crowdhuman
 from darknet_py.crowdhuman import GtBox, parse_odgt, prepare, synthesize
 from darknet_py.datafile import label_path_for, read_data_file, read_image_list, read_labels
 from darknet_py.errors import DarknetIOError, DataError

@@ -65,8 +65,8 @@ def test_demo_quick_end_to_end(tmp_path, monkeypatch):
 def test_default_config_is_the_cpu_recipe():
     config = DemoConfig()
     assert (config.train_images, config.val_images, config.data_seed) == (400, 80, 0)
-    assert (config.width, config.height, config.arch, config.train_seed) == (160, 160, "yolov4-tiny", 1)
-    assert config.cfg_options == dict(batch=16, subdivisions=1, max_batches=600, learning_rate=0.004,
+    assert (config.width, config.height, config.arch, config.train_seed) == (160, 160, "yolov4-tiny-3l", 1)
+    assert config.cfg_options == dict(batch=16, subdivisions=1, max_batches=600, learning_rate=0.006,
                                       burn_in=100, steps=(480, 540), mosaic=False)
     assert config.compute_map and config.out_dir == Path("darknet_py_demo")
     DemoConfig().cfg_options["batch"] = 1  # each config gets its own dict

@@ -250,7 +250,7 @@ def test_one_update_per_iteration_after_subdivisions_steps(fake):
 def test_checkpoint_names_and_iterations(fake):
     FakeNetwork.params = make_params(max_batches=2050, batch=2, subdivisions=1)
     result = fake.run()
-    expected = [(f"tiny_last.weights", n * 2) for n in range(100, 2001, 100)]
+    expected = [("tiny_last.weights", n * 2) for n in range(100, 2001, 100)]
     expected += [("tiny_1000.weights", 2000), ("tiny_2000.weights", 4000), ("tiny_final.weights", 4100),
                  ("tiny_last.weights", 4100)]
     assert sorted(saves(fake.log)) == sorted(expected)

@@ -6,17 +6,14 @@ network input `width` and `height`. Unlike darknet, nothing is written to disk
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Union
 
 import numpy as np
 
+from ._typing import PathLike
 from .datafile import label_path_for, read_data_file, read_image_list, read_labels
 from .errors import DarknetIOError, DataError, ShapeError
 
-PathLike = Union[str, "os.PathLike[str]"]
 
 #: darknet's iteration cap for k-means.
 MAX_ITERATIONS = 1000

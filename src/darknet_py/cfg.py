@@ -34,13 +34,13 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from ._typing import PathLike
 from .errors import DarknetIOError, ShapeError
 
 ARCHITECTURES = ("yolov3-tiny", "yolov4-tiny", "yolov4-tiny-3l", "yolov4")
 
 Anchor = Tuple[float, float]
 AnchorsArg = Union[str, Sequence[Anchor], Sequence[float]]
-PathLike = Union[str, "os.PathLike[str]"]
 
 IOU_LOSSES = ("mse", "giou", "diou", "ciou")
 NMS_KINDS = ("default", "greedynms", "diounms")

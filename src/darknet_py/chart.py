@@ -8,14 +8,14 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Sequence
 
 import cv2
 import numpy as np
 
+from ._typing import PathLike
 from .errors import DarknetIOError
 
-PathLike = Union[str, "os.PathLike[str]"]
 
 WIDTH, HEIGHT = 800, 600
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 70, 70, 40, 50

@@ -34,7 +34,6 @@ from .drawing import draw_detections
 from .errors import DarknetError, DarknetIOError
 from .evaluate import evaluate
 from .network import Network
-from .progress import is_terminal
 from .train import TrainResult, train
 
 PROG = "darknet-py"
@@ -140,7 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_map(args: argparse.Namespace) -> int:
     result = evaluate(args.data, args.cfg, args.weights, iou_thresh=args.iou_thresh, thresh=args.thresh,
-                      points=args.points, progress=is_terminal(sys.stderr))
+                      points=args.points)
     print(result.report(), end="")
     return 0
 

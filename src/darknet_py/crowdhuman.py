@@ -15,15 +15,15 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Union
+from typing import Any, Iterator, Mapping, Optional
 
 import numpy as np
 
+from ._typing import PathLike
 from .errors import DarknetIOError, DataError
 from .imagesize import image_size
 from .synthesize import SynthesisSummary, synthesize
 
-PathLike = Union[str, "os.PathLike[str]"]
 Box = tuple[float, float, float, float]  # x, y, w, h in image pixels
 
 __all__ = ["GtBox", "OdgtRecord", "PrepareSummary", "SynthesisSummary", "parse_odgt", "prepare", "synthesize"]

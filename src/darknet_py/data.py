@@ -8,17 +8,17 @@ replacement (no epochs); the augmentation itself is in augment.py.
 """
 from __future__ import annotations
 
-import os
 import threading
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence
 
 import cv2
 import numpy as np
 
+from ._typing import PathLike
 from .augment import (Augmentation, Crop, augment_image, boxes_in_tile, draw_crop, move_to_corner, mosaic_cut,
                       place_boxes, tile_for_quadrant)
 from .datafile import label_path_for, read_labels
@@ -26,7 +26,6 @@ from .errors import DarknetIOError, DataError, ShapeError, StateError
 
 __all__ = ["Augmentation", "Batch", "BatchLoader"]
 
-PathLike = Union[str, "os.PathLike[str]"]
 Warn = Callable[[str], None]
 EMPTY_BOXES = np.zeros((0, 5), dtype=np.float32)
 

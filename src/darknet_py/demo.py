@@ -11,28 +11,26 @@ output folder; nothing is written to the current directory.
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, TextIO, Union
+from typing import Any, Optional, TextIO
 
 import cv2
 
+from ._typing import PathLike
 from . import crowdhuman
 from .datafile import read_image_list
 from .drawing import draw_detections, image_grid
 from .errors import DarknetIOError, StateError
 from .evaluate import MapResult, evaluate
 from .network import Network
-from .progress import is_terminal
 from .train import TrainProgress, TrainResult, train
 
 __all__ = ["DemoConfig", "DemoResult", "TrainLog", "run_demo", "write_predictions"]
 
-PathLike = Union[str, "os.PathLike[str]"]
 
 DEFAULT_OUT_DIR = Path("darknet_py_demo")
 LOG_FIELDS = ("iteration", "loss", "avg_loss", "learning_rate", "seconds", "images", "map")
@@ -205,7 +203,7 @@ def run_demo(config: Optional[DemoConfig] = None, *, progress: bool = True,
 
     _say(out, f"[4/6] evaluating {weights.name} on {summary.val_images} held-out images")
     map_result = evaluate(summary.data_file, summary.cfg_file, weights,
-                          progress=progress and is_terminal(sys.stderr))
+                          progress=progress)
     _say(out, map_result.report())
     map_report = out_dir / "map.txt"
     map_report.write_text(map_result.report(), encoding="utf-8")

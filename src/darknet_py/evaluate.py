@@ -46,6 +46,7 @@ import numpy as np
 
 from .datafile import PathLike, label_path_for, read_data_file, read_image_list, read_labels
 from .errors import DataError, ShapeError
+from .progress import ProgressBar, is_terminal
 
 #: detector map's fixed detection threshold and NMS threshold (validate_detector_map).
 MAP_DETECTION_THRESH = 0.005
@@ -480,26 +481,6 @@ class _Prefetcher:
         self._thread.join()
 
 
-class _Progress:
-    """One updating line on stderr: `mAP: 120/500 images [=====               ] 24%`."""
-
-    def __init__(self, total: int, enabled: bool, width: int = 30):
-        self.total, self.enabled, self.width = total, enabled, width
-
-    def update(self, done: int) -> None:
-        if not self.enabled:
-            return
-        filled = self.width * done // max(self.total, 1)
-        percent = 100 * done // max(self.total, 1)
-        sys.stderr.write(f"\rmAP: {done}/{self.total} images [{'=' * filled}{' ' * (self.width - filled)}] {percent}%")
-        sys.stderr.flush()
-
-    def finish(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 def _detections_array(detections: Sequence[Any]) -> np.ndarray:
     """Detection objects (class_id, confidence, .xyxy in pixels) -> (m, 6) array for the core."""
     rows = [(d.class_id, d.confidence, *d.xyxy) for d in detections]
@@ -509,7 +490,8 @@ def _detections_array(detections: Sequence[Any]) -> np.ndarray:
 def _run_network(net: Any, paths: Sequence[Path], classes: int, batch: int, progress: bool) -> tuple[list, list]:
     truths: list[np.ndarray] = []
     detections: list[np.ndarray] = []
-    bar = _Progress(len(paths), progress)
+    # a bar redrawn with \r belongs on a terminal only; in logs it would be noise
+    bar = ProgressBar(len(paths), prefix="mAP: ") if progress and is_terminal(sys.stderr) else None
     loader = _Prefetcher(paths, classes, depth=2 * batch)
     pending: list[_Sample] = []
 
@@ -518,7 +500,8 @@ def _run_network(net: Any, paths: Sequence[Path], classes: int, batch: int, prog
         truths.extend(s.truths for s in pending)
         detections.extend(_detections_array(r) for r in results)
         pending.clear()
-        bar.update(len(truths))
+        if bar:
+            bar.update(len(truths), "images")
 
     try:
         for sample in loader:
@@ -529,7 +512,8 @@ def _run_network(net: Any, paths: Sequence[Path], classes: int, batch: int, prog
             flush()
     finally:
         loader.close()
-        bar.finish()
+        if bar:
+            bar.close()
     return truths, detections
 
 

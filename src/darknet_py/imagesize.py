@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import BinaryIO, Optional, Union
+from typing import BinaryIO, Optional
 
-PathLike = Union[str, "os.PathLike[str]"]
+from ._typing import PathLike
+
 
 # Start-of-frame markers carry the frame size: baseline, extended, progressive and
 # lossless, Huffman or arithmetic coded. C4 (DHT), C8 (JPG) and CC (DAC) are not frames.

@@ -10,12 +10,12 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from ._typing import PathLike
 from . import detect as _detect
 from ._engine import as_float_buffer, check, ffi, lib
 from .datafile import read_names
 from .errors import DarknetIOError, ShapeError, StateError
 
-PathLike = Union[str, "os.PathLike[str]"]
 
 LAYER_TYPES = ("convolutional", "maxpool", "route", "shortcut", "upsample", "yolo")
 ACTIVATIONS = ("logistic", "linear", "leaky", "relu", "mish", "swish")

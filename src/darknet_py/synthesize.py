@@ -16,12 +16,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import cv2
 import numpy as np
 
-PathLike = Union[str, "os.PathLike[str]"]
+from ._typing import PathLike
+
 
 # BGR skin tones from light to dark, and dark trouser colours.
 _SKIN = ((176, 206, 240), (140, 180, 230), (110, 150, 205), (80, 115, 170), (60, 85, 125))

@@ -20,10 +20,11 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional
 
 import numpy as np
 
+from ._typing import PathLike
 from .chart import save_chart
 from .data import Augmentation, BatchLoader
 from .datafile import DataConfig, read_data_file, read_image_list
@@ -35,7 +36,6 @@ from .progress import ProgressBar, is_terminal
 __all__ = ["NonFiniteLossError", "TrainHistory", "TrainProgress", "TrainResult", "learning_rate_at",
            "multiscale_size", "train"]
 
-PathLike = Union[str, "os.PathLike[str]"]
 
 LOSS_MOMENTUM = 0.9          # avg_loss = .9 avg_loss + .1 loss
 LAST_EVERY = 100             # iterations between `_last.weights`
