@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -323,7 +324,8 @@ def perfect_detections(dataset=DATASET) -> dict:
     return found
 
 
-def test_evaluate_perfect_detections_give_map_one(tmp_path, capsys):
+def test_evaluate_perfect_detections_give_map_one(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys.modules["darknet_py.evaluate"], "is_terminal", lambda stream: True)
     data = write_dataset(tmp_path)
     net = FakeNetwork(2, perfect_detections())
     result = evaluate(data, None, None, network=net, batch=2)
@@ -336,7 +338,12 @@ def test_evaluate_perfect_detections_give_map_one(tmp_path, capsys):
     # 5 images in batches of 2, at darknet's map thresholds; a given network stays open.
     assert net.calls == [(2, 0.005, 0.45), (2, 0.005, 0.45), (1, 0.005, 0.45)]
     assert not net.closed
-    assert "5/5 images" in capsys.readouterr().err
+    assert "5/5 images" in capsys.readouterr().err  # the bar, on a (pretend) terminal
+
+
+def test_evaluate_draws_no_bar_into_logs(tmp_path, capsys):
+    evaluate(write_dataset(tmp_path), None, None, network=FakeNetwork(2, perfect_detections()), batch=2)
+    assert capsys.readouterr().err == ""  # stderr is captured, not a terminal
 
 
 def test_evaluate_missing_label_file_means_no_truths(tmp_path, capsys):
