@@ -490,7 +490,7 @@ def tiny_dataset(tmp_path_factory):
     dn.crowdhuman.prepare(root / "src", root / "ds", 64, 64, min_size=2)
     cfg = root / "tiny.cfg"
     dn.cfg.write_cfg(cfg, "yolov4-tiny", classes=2, width=64, height=64, batch=4, subdivisions=2,
-                     max_batches=6, burn_in=2, learning_rate=0.001, steps=(4, 5), mosaic=False)
+                     max_batches=20, burn_in=2, learning_rate=0.001, steps=(15, 18), mosaic=False)
     return SimpleNamespace(data=root / "ds" / "crowdhuman.data", cfg=cfg)
 
 
@@ -515,9 +515,9 @@ def test_real_training_runs_end_to_end(tiny_dataset, tmp_path):
 
 @engine
 def test_real_training_same_seed_gives_identical_weights(tiny_dataset, tmp_path):
-    a = train(tiny_dataset.data, tiny_dataset.cfg, backup_dir=tmp_path / "a", max_batches=3, seed=7,
+    a = train(tiny_dataset.data, tiny_dataset.cfg, backup_dir=tmp_path / "a", max_batches=20, seed=7,
               progress=False, workers=2)
-    b = train(tiny_dataset.data, tiny_dataset.cfg, backup_dir=tmp_path / "b", max_batches=3, seed=7,
+    b = train(tiny_dataset.data, tiny_dataset.cfg, backup_dir=tmp_path / "b", max_batches=20, seed=7,
               progress=False, workers=0)
     assert a.final_weights.read_bytes() == b.final_weights.read_bytes()
     assert a.history.losses == b.history.losses
@@ -533,7 +533,7 @@ def _interrupt_at(iteration: int) -> Callable:
 
 @pytest.fixture(scope="module")
 def whole_run(tiny_dataset, tmp_path_factory):
-    """6 uninterrupted iterations (seed 9) to compare resumed runs with."""
+    """20 uninterrupted iterations (seed 9) to compare resumed runs with."""
     return train(tiny_dataset.data, tiny_dataset.cfg, backup_dir=tmp_path_factory.mktemp("whole"), seed=9,
                  progress=False)
 
@@ -541,7 +541,7 @@ def whole_run(tiny_dataset, tmp_path_factory):
 def _interrupted_run(tiny_dataset, directory: Path) -> Path:
     with pytest.raises(KeyboardInterrupt):
         train(tiny_dataset.data, tiny_dataset.cfg, backup_dir=directory, seed=9, progress=False,
-              callback=_interrupt_at(3))
+              callback=_interrupt_at(10))
     return directory / "tiny_last.weights"
 
 
@@ -550,8 +550,8 @@ def test_real_resume_from_last_is_bit_identical(tiny_dataset, whole_run, tmp_pat
     last = _interrupted_run(tiny_dataset, tmp_path)
     resumed = train(tiny_dataset.data, tiny_dataset.cfg, last, backup_dir=tmp_path, progress=False)
     assert resumed.seed == 9  # from the resume state
-    assert resumed.start_iteration == 3 and resumed.iteration == 6
-    assert resumed.history.losses == whole_run.history.losses[3:]
+    assert resumed.start_iteration == 10 and resumed.iteration == 20
+    assert resumed.history.losses == whole_run.history.losses[10:]
     assert resumed.final_weights.read_bytes() == whole_run.final_weights.read_bytes()
 
 
@@ -559,17 +559,17 @@ def test_real_resume_from_last_is_bit_identical(tiny_dataset, whole_run, tmp_pat
 def test_real_resume_without_state_loses_only_momentum(tiny_dataset, whole_run, tmp_path):
     last = _interrupted_run(tiny_dataset, tmp_path)
     state_path(last).unlink()  # what darknet has: weights only
-    at_3 = np.concatenate([a.ravel() for a in _conv_parameters(last, tiny_dataset.cfg)])
+    at_10 = np.concatenate([a.ravel() for a in _conv_parameters(last, tiny_dataset.cfg)])
     resumed = train(tiny_dataset.data, tiny_dataset.cfg, last, backup_dir=tmp_path, seed=9, progress=False)
-    # the same data and weights at iteration 3 give the same first loss; the updates then start
-    # from zero momentum (0.9 of each update is momentum), so iterations 4-6 end elsewhere: the
+    # the same data and weights at iteration 10 give the same first loss; the updates then start
+    # from zero momentum (0.9 of each update is momentum), so iterations 11-20 end elsewhere: the
     # reason for the resume state. Both runs still move the weights a comparable distance.
-    assert resumed.history.losses[0] == whole_run.history.losses[3]
+    assert resumed.history.losses[0] == whole_run.history.losses[10]
     assert resumed.final_weights.read_bytes() != whole_run.final_weights.read_bytes()
     whole, cut = (np.concatenate([a.ravel() for a in _conv_parameters(path, tiny_dataset.cfg)])
                   for path in (whole_run.final_weights, resumed.final_weights))
-    moved = np.linalg.norm(whole - at_3)
-    assert 0.1 * moved < np.linalg.norm(cut - at_3) < 2 * moved
+    moved = np.linalg.norm(whole - at_10)
+    assert 0.1 * moved < np.linalg.norm(cut - at_10) < 2 * moved
     assert 0.05 * moved < np.linalg.norm(cut - whole) < moved
 
 
