@@ -5,7 +5,13 @@ Environment variables read at build time:
                     cblas: a system CBLAS, with DARKNET_PY_BLAS_LIBS (default "openblas")
                     naming the libraries to link and CFLAGS/LDFLAGS for their paths;
                     none: the engine's own portable (slow) GEMM.
-  DARKNET_PY_GPU    1 asks for the CUDA build.
+  DARKNET_PY_GPU    1 asks for the CUDA build: vendor/darknet/cuda/*.cu compiled by nvcc
+                    (found through CUDA_HOME, else on PATH) and linked with cudart and cuBLAS
+                    from the nvidia-cuda-runtime / nvidia-cublas wheels (pip install
+                    "darknet_py[cuda]") or from CUDA_HOME. pip builds in an isolated
+                    environment without those wheels: use `pip install --no-build-isolation`.
+  DARKNET_PY_CUDA_ARCH  compute capabilities for nvcc, ";"-separated (default
+                    "75;80;86;89;90", plus PTX of the newest for later GPUs).
   DARKNET_PY_DEBUG  1 compiles with -O0 -g (for gdb/valgrind).
 
 Run directly (`python build_ext.py`) it compiles the extension in place into
@@ -17,7 +23,11 @@ import glob
 import os
 import re
 import shutil
+import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from typing import Optional
 
 from cffi import FFI
 
@@ -25,6 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ENGINE = os.path.join("vendor", "darknet")
 HEADER = os.path.join(HERE, ENGINE, "include", "darknet.h")
 MODULE = "darknet_py._darknet_engine"
+DEFAULT_CUDA_ARCH = "75;80;86;89;90"
 
 
 def header_cdef(path: str = HEADER) -> str:
@@ -70,20 +81,161 @@ def blas_options() -> dict:
     raise SystemExit(f"darknet_py: DARKNET_PY_BLAS={choice!r} is not one of scipy-openblas32, cblas, none")
 
 
-def make_builder(absolute_paths: bool = False) -> FFI:
+# --------------------------------------------------------------------------- CUDA build
+
+
+def gpu_requested() -> bool:
+    return os.environ.get("DARKNET_PY_GPU", "0").strip() not in ("", "0")
+
+
+def find_nvcc() -> tuple[str, str]:
+    """(nvcc, CUDA home): CUDA_HOME (or CUDA_PATH) first, else nvcc on PATH."""
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if home:
+        nvcc = os.path.join(home, "bin", "nvcc")
+        if not os.path.isfile(nvcc):
+            raise SystemExit(f"darknet_py: CUDA_HOME={home} has no bin/nvcc")
+        return nvcc, home
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        raise SystemExit("darknet_py: DARKNET_PY_GPU=1 needs nvcc: set CUDA_HOME or put nvcc on PATH")
+    home = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+    if not os.path.isfile(os.path.join(home, "include", "cuda_runtime.h")):
+        # nvcc may be a wrapper script; its dry run names the real installation
+        dry = subprocess.run([nvcc, "--dryrun", "-c", "-x", "cu", os.devnull, "-o", os.devnull],
+                             capture_output=True, text=True)
+        match = re.search(r"TOP=(\S+)", dry.stdout + dry.stderr)
+        if match:
+            home = os.path.normpath(match.group(1))  # TOP is <home>/bin/..
+    return nvcc, home
+
+
+def nvcc_major(nvcc: str) -> int:
+    out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"release (\d+)\.", out)
+    return int(match.group(1)) if match else 0
+
+
+def _site_dirs() -> list[str]:
+    dirs = []
+    for entry in sys.path:
+        if entry and os.path.isdir(os.path.join(entry, "nvidia")) and entry not in dirs:
+            dirs.append(entry)
+    return dirs
+
+
+def wheel_cuda_dirs(major: int) -> tuple[list[str], list[str]]:
+    """(include dirs, lib dirs) of the nvidia-cublas / nvidia-cuda-runtime wheels for CUDA
+    `major`: nvidia/cu<major>/{include,lib} (CUDA 13 wheels) or nvidia/{cublas,cuda_runtime}/
+    {include,lib} (CUDA 12 wheels)."""
+    for site in _site_dirs():
+        root = os.path.join(site, "nvidia")
+        candidates = [[os.path.join(root, f"cu{major}")],
+                      [os.path.join(root, "cublas"), os.path.join(root, "cuda_runtime")]]
+        for parts in candidates:
+            libs = [os.path.join(p, "lib") for p in parts]
+            if glob.glob(os.path.join(libs[0], "libcublas.so*")) and any(
+                    glob.glob(os.path.join(d, "libcudart.so*")) for d in libs):
+                return [os.path.join(p, "include") for p in parts], libs
+    return [], []
+
+
+def _link_flag(lib_dirs: list[str], name: str) -> str:
+    """-lNAME when an unversioned libNAME.so exists, else -l:libNAME.so.<major> (the wheels ship
+    only the versioned file)."""
+    for d in lib_dirs:
+        if os.path.exists(os.path.join(d, f"lib{name}.so")):
+            return f"-l{name}"
+    for d in lib_dirs:
+        found = sorted(glob.glob(os.path.join(d, f"lib{name}.so.[0-9]*")), key=len)
+        if found:
+            return "-l:" + os.path.basename(found[0])
+    raise SystemExit(f"darknet_py: lib{name}.so not found in {lib_dirs}; pip install \"darknet_py[cuda]\" "
+                     "(the nvidia-cublas and nvidia-cuda-runtime wheels) or set CUDA_HOME to a full CUDA toolkit")
+
+
+def cuda_arch_flags(spec: str) -> list[str]:
+    arches = [a.strip() for a in re.split(r"[;, ]+", spec) if a.strip()]
+    if not arches or not all(re.fullmatch(r"\d+[a-z]?", a) for a in arches):
+        raise SystemExit(f"darknet_py: DARKNET_PY_CUDA_ARCH={spec!r} is not a list like '75;80;86;89;90'")
+    flags = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in arches]
+    newest = max(arches, key=lambda a: int(re.match(r"\d+", a).group(0)))
+    flags.append(f"-gencode=arch=compute_{newest},code=compute_{newest}")  # PTX: JIT on newer GPUs
+    return flags
+
+
+def compile_cuda(objdir: str, arch: str, verbose: bool = False) -> list[str]:
+    """nvcc -c every vendor/darknet/cuda/*.cu into objdir (skipping up-to-date objects)."""
+    nvcc, home = find_nvcc()
+    sources = sorted(glob.glob(os.path.join(HERE, ENGINE, "cuda", "*.cu")))
+    headers = glob.glob(os.path.join(HERE, ENGINE, "cuda", "*.h")) + glob.glob(os.path.join(HERE, ENGINE, "cuda", "*.cuh"))
+    flags = ["-c", "-O3", "-std=c++17", "-Xcompiler", "-fPIC", "-I", os.path.join(HERE, ENGINE, "cuda")]
+    flags += cuda_arch_flags(arch)
+    os.makedirs(objdir, exist_ok=True)
+    stamp = os.path.join(objdir, "flags.txt")
+    same_flags = os.path.exists(stamp) and open(stamp, encoding="utf-8").read() == " ".join(flags)
+    newest_header = max((os.path.getmtime(h) for h in headers), default=0)
+
+    def build(source: str) -> str:
+        obj = os.path.join(objdir, os.path.basename(source)[:-3] + ".o")
+        if same_flags and os.path.exists(obj) and os.path.getmtime(obj) >= max(os.path.getmtime(source), newest_header):
+            return obj
+        command = [nvcc, *flags, source, "-o", obj]
+        if verbose:
+            print(" ".join(command))
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"darknet_py: nvcc failed on {source}:\n{done.stdout}{done.stderr}")
+        return obj
+
+    with ThreadPoolExecutor(max_workers=min(len(sources), os.cpu_count() or 1) or 1) as pool:
+        objects = list(pool.map(build, sources))
+    with open(stamp, "w", encoding="utf-8") as f:
+        f.write(" ".join(flags))
+    return objects
+
+
+def cuda_options(objdir: str, arch: str) -> dict:
+    """Compiler and linker settings of the CUDA build (the .cu objects are compiled here)."""
+    nvcc, home = find_nvcc()
+    major = nvcc_major(nvcc)
+    wheel_includes, wheel_libs = wheel_cuda_dirs(major)
+    toolkit_libs = [d for d in (os.path.join(home, "lib64"), os.path.join(home, "lib")) if os.path.isdir(d)]
+    lib_dirs = wheel_libs + toolkit_libs
+    objects = compile_cuda(objdir, arch)
+    # Found at run time: beside the package in site-packages (a wheel install), where the
+    # wheels were at build time (editable installs, venvs), then the toolkit.
+    rpaths = [f"$ORIGIN/../nvidia/cu{major}/lib", "$ORIGIN/../nvidia/cublas/lib",
+              "$ORIGIN/../nvidia/cuda_runtime/lib"] + lib_dirs
+    return {
+        "define_macros": [("DN_GPU", "1")],
+        # the toolkit's own headers first, so they match the nvcc that compiled the kernels
+        "include_dirs": [os.path.join(home, "include")] + wheel_includes,
+        "library_dirs": lib_dirs,
+        "extra_objects": objects,
+        "extra_link_args": [_link_flag(lib_dirs, "cublas"), _link_flag(lib_dirs, "cudart")]
+        + [f"-Wl,-rpath,{p}" for p in rpaths],
+    }
+
+
+def make_builder(absolute_paths: bool = False, *, gpu: Optional[bool] = None, cuda_arch: Optional[str] = None,
+                 cuda_objdir: Optional[str] = None) -> FFI:
     """The FFI builder; setuptools wants relative source paths, cffi's own
-    compile() (which changes into its temporary directory) absolute ones."""
-    if os.environ.get("DARKNET_PY_GPU", "0") not in ("", "0"):
-        raise SystemExit(
-            "darknet_py: DARKNET_PY_GPU=1 asks for the CUDA build, which this version does not "
-            "have yet; unset it to build for the CPU"
-        )
+    compile() (which changes into its temporary directory) absolute ones. `gpu` (default:
+    DARKNET_PY_GPU) adds the CUDA build, its objects compiled for `cuda_arch` (default:
+    DARKNET_PY_CUDA_ARCH) into `cuda_objdir` (default: build/cuda)."""
+    if gpu is None:
+        gpu = gpu_requested()
     root = HERE if absolute_paths else ""
     sources = sorted(
         os.path.join(root, os.path.relpath(p, HERE))
         for p in glob.glob(os.path.join(HERE, ENGINE, "src", "*.c"))
     )
     blas = blas_options()
+    cuda: dict = {}
+    if gpu:
+        arch = cuda_arch or os.environ.get("DARKNET_PY_CUDA_ARCH", "").strip() or DEFAULT_CUDA_ARCH
+        cuda = cuda_options(cuda_objdir or os.path.join(HERE, "build", "cuda"), arch)
     debug = os.environ.get("DARKNET_PY_DEBUG", "0") not in ("", "0")
     compile_args = ["-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wno-unused-function"]
     compile_args += ["-O0", "-g"] if debug else ["-O3"]
@@ -96,12 +248,13 @@ def make_builder(absolute_paths: bool = False) -> FFI:
         '#include "darknet.h"',
         sources=sources,
         include_dirs=[os.path.join(root, ENGINE, "include"), os.path.join(root, ENGINE, "src")]
-        + blas.get("include_dirs", []),
-        define_macros=blas.get("define_macros", []),
-        library_dirs=blas.get("library_dirs", []),
+        + blas.get("include_dirs", []) + cuda.get("include_dirs", []),
+        define_macros=blas.get("define_macros", []) + cuda.get("define_macros", []),
+        library_dirs=blas.get("library_dirs", []) + cuda.get("library_dirs", []),
         libraries=blas.get("libraries", []) + ["m"],
         extra_compile_args=compile_args,
-        extra_link_args=blas.get("extra_link_args", []),
+        extra_objects=cuda.get("extra_objects", []),
+        extra_link_args=blas.get("extra_link_args", []) + cuda.get("extra_link_args", []),
     )
     return ffi
 
@@ -110,9 +263,10 @@ ffibuilder = make_builder()
 
 
 def build_in_place() -> str:
-    """Compile into build/cffi and copy the extension into src/darknet_py/."""
+    """Compile into build/cffi (build/cffi-gpu for the CUDA build, so that neither build
+    mistakes the other's objects for up to date) and copy the extension into src/darknet_py/."""
     os.chdir(HERE)
-    tmpdir = os.path.join(HERE, "build", "cffi")
+    tmpdir = os.path.join(HERE, "build", "cffi-gpu" if gpu_requested() else "cffi")
     built = make_builder(absolute_paths=True).compile(tmpdir=tmpdir, verbose=False)
     target = os.path.join(HERE, "src", "darknet_py", os.path.basename(built))
     shutil.copyfile(built, target + ".tmp")

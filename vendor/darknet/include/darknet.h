@@ -209,6 +209,25 @@ dn_status dn_nms(const float *boxes, float *probs, int n, int classes, float thr
 dn_status dn_calc_anchors(const float *wh, int n, int k, uint64_t seed, int max_iterations,
                           float *anchors_out, float *avg_iou, int *iterations_run);
 
+/* ---- GPU (a CUDA build: DARKNET_PY_GPU=1) ---- */
+
+/* 1 when the library was compiled with CUDA, else 0 (the calls below then report that). */
+int dn_gpu_built(void);
+/* CUDA devices usable now: 0 in a CPU build, without a driver or without a device. */
+int dn_gpu_count(void);
+/* 1 when dn_gpu_count() > 0. */
+int dn_gpu_available(void);
+/*
+ * Run the network on CUDA device `device` from now on: its parameters (and training state)
+ * are copied to the device and every later call runs there; device = -1 copies them back and
+ * returns to the CPU. Fails with DN_ERR_STATE in a CPU build, without a usable device or on a
+ * CUDA error, DN_ERR_MEMORY when the device memory is too small, DN_ERR_ARGUMENT for a device
+ * that does not exist. On failure the network stays on the CPU.
+ */
+dn_status dn_network_use_gpu(dn_network *net, int device);
+/* The CUDA device the network runs on, -1 for the CPU. */
+int dn_network_gpu(const dn_network *net);
+
 #ifdef __cplusplus
 }
 #endif

@@ -125,6 +125,9 @@ struct dn_network {
     dn_log_fn log;
     void *log_user;
     char *cfg_path;
+#ifdef DN_GPU
+    struct dn_gpu *gpu;       /* device twin of the network; NULL while it runs on the CPU */
+#endif
 };
 
 /* parse.c: build the layer list from a cfg (allocations included). */
@@ -197,5 +200,29 @@ float dn_box_iou(const float *a, const float *b);
 float dn_box_diou(const float *a, const float *b, float exponent);
 
 void *dn_calloc(size_t count, size_t size);
+
+#ifdef DN_GPU
+/*
+ * gpu.c: the network's CUDA twin. While net->gpu is set the device holds the authoritative
+ * parameters, outputs and deltas; the host arrays are refreshed only by the pull calls.
+ * Every call returns DN_ERR_STATE / DN_ERR_MEMORY with a message on a CUDA failure.
+ */
+void dn_gpu_release(struct dn_network *net);
+dn_status dn_gpu_forward(struct dn_network *net, const float *input, int n, int train);
+/* Back-propagate from the device deltas; `input_delta` (host, may be NULL) gets -dL/d(input). */
+dn_status dn_gpu_backward(struct dn_network *net, float *input_delta, int n, int iteration);
+dn_status dn_gpu_zero_deltas(struct dn_network *net, int n);
+dn_status dn_gpu_pull_output(const struct dn_network *net, int index, float *dst, size_t count);
+dn_status dn_gpu_pull_delta(const struct dn_network *net, int index, float *dst, size_t count);
+dn_status dn_gpu_push_delta(struct dn_network *net, int index, const float *src, size_t count);
+/* Parameters (and update buffers once training) of one conv layer, or all with index -1. */
+dn_status dn_gpu_push_params(struct dn_network *net, int index);
+dn_status dn_gpu_pull_params(const struct dn_network *net, int index);
+dn_status dn_gpu_ensure_training(struct dn_network *net);
+dn_status dn_gpu_zero_updates(struct dn_network *net);
+dn_status dn_gpu_update(struct dn_network *net, float learning_rate, float momentum, float decay, int batch);
+/* Re-make the size-dependent device buffers after dn_network_resize changed the shapes. */
+dn_status dn_gpu_resize(struct dn_network *net);
+#endif
 
 #endif

@@ -44,6 +44,9 @@ static void free_layer(dn_layer *l)
 void dn_network_free(dn_network *net)
 {
     if (!net) return;
+#ifdef DN_GPU
+    dn_gpu_release(net);
+#endif
     for (int i = 0; i < net->n && net->layers; ++i) free_layer(&net->layers[i]);
     free(net->layers);
     free(net->workspace);
@@ -200,6 +203,9 @@ dn_status dn_network_forward(dn_network *net, const float *input, int n)
     dn_clear_error();
     dn_status st = check_images(net, input, n);
     if (st != DN_OK) return st;
+#ifdef DN_GPU
+    if (net->gpu) return dn_gpu_forward(net, input, n, 0);
+#endif
     run_forward(net, input, n, 0);
     return DN_OK;
 }
@@ -214,6 +220,9 @@ dn_status dn_network_copy_output(const dn_network *net, int index, float *dst, s
     if (count > (size_t)net->batch * l->outputs)
         return dn_fail(DN_ERR_ARGUMENT, "layer %d holds %zu floats, %zu asked for", index,
                        (size_t)net->batch * l->outputs, count);
+#ifdef DN_GPU
+    if (net->gpu) return dn_gpu_pull_output(net, index, dst, count);
+#endif
     memcpy(dst, l->output, count * sizeof(float));
     return DN_OK;
 }
@@ -263,6 +272,9 @@ dn_status dn_network_get_param(const dn_network *net, int index, int kind, float
     dn_status st = find_param(net, index, kind, &array, &size);
     if (st != DN_OK) return st;
     if (count != size) return dn_fail(DN_ERR_ARGUMENT, "layer %d: parameter has %zu values, %zu given", index, size, count);
+#ifdef DN_GPU
+    if (net->gpu && (st = dn_gpu_pull_params(net, index)) != DN_OK) return st;
+#endif
     /* gradients are kept as darknet's update buffers, which hold -dL/dparam */
     const float sign = kind >= DN_PARAM_WEIGHTS_GRAD ? -1.0f : 1.0f;
     for (size_t i = 0; i < size; ++i) dst[i] = sign * array[i];
@@ -279,6 +291,9 @@ dn_status dn_network_set_param(dn_network *net, int index, int kind, const float
     if (count != size) return dn_fail(DN_ERR_ARGUMENT, "layer %d: parameter has %zu values, %zu given", index, size, count);
     const float sign = kind >= DN_PARAM_WEIGHTS_GRAD ? -1.0f : 1.0f;
     for (size_t i = 0; i < size; ++i) array[i] = sign * src[i];
+#ifdef DN_GPU
+    if (net->gpu) return dn_gpu_push_params(net, index);
+#endif
     return DN_OK;
 }
 
@@ -312,6 +327,10 @@ static int alloc_training_buffers(dn_layer *l, int batch)
 
 static dn_status ensure_training(dn_network *net)
 {
+#ifdef DN_GPU
+    /* the device half may have failed (out of memory) after the host half succeeded */
+    if (net->training_ready && net->gpu) return dn_gpu_ensure_training(net);
+#endif
     if (net->training_ready) return DN_OK;
     for (int i = 0; i < net->n; ++i) {
         dn_layer *l = &net->layers[i];
@@ -328,6 +347,9 @@ static dn_status ensure_training(dn_network *net)
         if (!ok) return dn_fail(DN_ERR_MEMORY, "out of memory for the training buffers of layer %d", i);
     }
     net->training_ready = 1;
+#ifdef DN_GPU
+    if (net->gpu) return dn_gpu_ensure_training(net);
+#endif
     return DN_OK;
 }
 
@@ -363,10 +385,33 @@ dn_status dn_network_forward_train(dn_network *net, const float *input, int n)
     dn_status st = check_images(net, input, n);
     if (st == DN_OK) st = ensure_training(net);
     if (st != DN_OK) return st;
+#ifdef DN_GPU
+    if (net->gpu) {
+        net->input = input; /* only a marker here: the device keeps its own copy */
+        return dn_gpu_forward(net, input, n, 1);
+    }
+#endif
     run_forward(net, input, n, 1);
     net->input = input;
     return DN_OK;
 }
+
+#ifdef DN_GPU
+/* dn_network_backward on the device: the host delta of the last layer carries top_grad over. */
+static dn_status gpu_backward(dn_network *net, const float *top_grad, float *input_grad, int n)
+{
+    dn_layer *last = &net->layers[net->n - 1];
+    const size_t count = (size_t)n * last->outputs;
+    const size_t in_count = (size_t)n * net->params.channels * net->params.height * net->params.width;
+    dn_status st = dn_gpu_zero_deltas(net, n);
+    for (size_t i = 0; i < count; ++i) last->delta[i] = -top_grad[i];
+    if (st == DN_OK) st = dn_gpu_push_delta(net, net->n - 1, last->delta, count);
+    if (st == DN_OK) st = dn_gpu_backward(net, input_grad, n, INT32_MAX);
+    if (st == DN_OK && input_grad)
+        for (size_t i = 0; i < in_count; ++i) input_grad[i] = -input_grad[i];
+    return st;
+}
+#endif
 
 dn_status dn_network_backward(dn_network *net, const float *top_grad, float *input_grad, int n)
 {
@@ -375,6 +420,9 @@ dn_status dn_network_backward(dn_network *net, const float *top_grad, float *inp
     if (st != DN_OK) return st;
     if (!net->training_ready || !net->input)
         return dn_fail(DN_ERR_STATE, "dn_network_backward needs a dn_network_forward_train first");
+#ifdef DN_GPU
+    if (net->gpu) return gpu_backward(net, top_grad, input_grad, n);
+#endif
     zero_deltas(net, n);
     dn_layer *last = &net->layers[net->n - 1];
     const size_t count = (size_t)n * last->outputs;
@@ -403,6 +451,9 @@ dn_status dn_network_copy_delta(const dn_network *net, int index, float *dst, si
     if (!dst || count > (size_t)net->batch * l->outputs)
         return dn_fail(DN_ERR_ARGUMENT, "layer %d holds %zu delta values, %zu asked for", index,
                        (size_t)net->batch * l->outputs, count);
+#ifdef DN_GPU
+    if (net->gpu) return dn_gpu_pull_delta(net, index, dst, count);
+#endif
     memcpy(dst, l->delta, count * sizeof(float));
     return DN_OK;
 }
@@ -420,6 +471,9 @@ dn_status dn_network_zero_grad(dn_network *net)
         memset(l->bias_updates, 0, (size_t)l->filters * sizeof(float));
         if (l->scale_updates) memset(l->scale_updates, 0, (size_t)l->filters * sizeof(float));
     }
+#ifdef DN_GPU
+    if (net->gpu) return dn_gpu_zero_updates(net);
+#endif
     return DN_OK;
 }
 
@@ -432,16 +486,33 @@ dn_status dn_network_train_step(dn_network *net, const float *input, const float
     if (!truths || max_truths < 1) return dn_fail(DN_ERR_ARGUMENT, "truths must hold at least one row per image");
     st = ensure_training(net);
     if (st != DN_OK) return st;
-    run_forward(net, input, n, 1);
-    net->input = input;
-    zero_deltas(net, n);
+#ifdef DN_GPU
+    if (net->gpu) {
+        net->input = input;
+        st = dn_gpu_forward(net, input, n, 1);
+        if (st == DN_OK) st = dn_gpu_zero_deltas(net, n);
+        if (st != DN_OK) return st;
+    } else
+#endif
+    {
+        run_forward(net, input, n, 1);
+        net->input = input;
+        zero_deltas(net, n);
+    }
     dn_train_stats total;
     memset(&total, 0, sizeof total);
     int yolo_layers = 0;
     for (int i = 0; i < net->n; ++i) {
         dn_layer *l = &net->layers[i];
         if (l->type != DN_LAYER_YOLO) continue;
+#ifdef DN_GPU
+        /* as darknet does: the yolo deltas are computed on the CPU from the pulled-back output */
+        if (net->gpu && (st = dn_gpu_pull_output(net, i, l->output, (size_t)n * l->outputs)) != DN_OK) return st;
+#endif
         dn_yolo_deltas(l, net, truths, n, max_truths);
+#ifdef DN_GPU
+        if (net->gpu && (st = dn_gpu_push_delta(net, i, l->delta, (size_t)n * l->outputs)) != DN_OK) return st;
+#endif
         const dn_train_stats *s = &l->stats;
         total.loss += s->loss;
         total.iou_loss += s->iou_loss;
@@ -469,6 +540,9 @@ dn_status dn_network_train_step(dn_network *net, const float *input, const float
     if (stats) *stats = total;
     if (!isfinite(total.loss))
         return dn_fail(DN_ERR_STATE, "the training loss is not finite (%f); no gradient was applied", total.loss);
+#ifdef DN_GPU
+    if (net->gpu) return dn_gpu_backward(net, NULL, n, iteration);
+#endif
     run_backward(net, NULL, n, iteration);
     return DN_OK;
 }
@@ -482,6 +556,9 @@ dn_status dn_network_update(dn_network *net, float learning_rate, float momentum
         return dn_fail(DN_ERR_ARGUMENT, "learning rate, momentum and decay must be finite");
     dn_status st = ensure_training(net);
     if (st != DN_OK) return st;
+#ifdef DN_GPU
+    if (net->gpu) return dn_gpu_update(net, learning_rate, momentum, decay, batch_images);
+#endif
     for (int i = 0; i < net->n; ++i)
         if (net->layers[i].type == DN_LAYER_CONVOLUTIONAL)
             dn_convolutional_update(&net->layers[i], learning_rate, momentum, decay, batch_images);
@@ -574,5 +651,8 @@ dn_status dn_network_resize(dn_network *net, int width, int height)
     net->workspace = bigger;
     net->workspace_size = workspace;
     net->input = NULL;
+#ifdef DN_GPU
+    if (net->gpu) return dn_gpu_resize(net);
+#endif
     return DN_OK;
 }

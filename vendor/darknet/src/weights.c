@@ -76,6 +76,16 @@ dn_status dn_network_load_weights(dn_network *net, const char *path, int *layers
         }
     }
     fclose(f);
+#ifdef DN_GPU
+    /* even after a failure: the host arrays may have changed, and the device must match them */
+    if (net->gpu) {
+        char message[512];
+        snprintf(message, sizeof message, "%s", dn_last_error());
+        dn_status pushed = dn_gpu_push_params(net, -1);
+        if (st == DN_OK) st = pushed;
+        else dn_fail(st, "%s", message);
+    }
+#endif
     if (st == DN_OK && layers_loaded) *layers_loaded = loaded;
     return st;
 }
@@ -89,6 +99,12 @@ dn_status dn_network_save_weights(const dn_network *net, const char *path)
 {
     dn_clear_error();
     if (!net || !path) return dn_fail(DN_ERR_ARGUMENT, "dn_network_save_weights: NULL argument");
+#ifdef DN_GPU
+    if (net->gpu) { /* the device holds the current parameters */
+        dn_status pulled = dn_gpu_pull_params(net, -1);
+        if (pulled != DN_OK) return pulled;
+    }
+#endif
     FILE *f = fopen(path, "wb");
     if (!f) return dn_fail(DN_ERR_IO, "%s: cannot write weights: %s", path, strerror(errno));
     const int32_t version[3] = {0, 2, 5};
