@@ -20,15 +20,42 @@ def _preload_blas() -> None:
         ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
 
 
+def _preload_cuda() -> bool:
+    # A CUDA build links libcudart/libcublas from the nvidia-* wheels with rpaths for the usual
+    # layouts; when those miss (an unusual site-packages), load them by absolute path instead.
+    # Only tried after a failed import, so a CPU build never maps the CUDA libraries.
+    import glob
+    import sys
+
+    loaded = False
+    for entry in sys.path:
+        root = os.path.join(entry or ".", "nvidia")
+        if not os.path.isdir(root):
+            continue
+        for name in ("libcudart.so*", "libcublasLt.so*", "libcublas.so*"):
+            for pattern in (os.path.join(root, "cu*", "lib", name), os.path.join(root, "*", "lib", name)):
+                for path in sorted(glob.glob(pattern))[:1]:
+                    try:
+                        ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+                        loaded = True
+                    except OSError:
+                        pass
+    return loaded
+
+
 _preload_blas()
 
 try:
     from ._darknet_engine import ffi, lib  # noqa: E402
 except ImportError as exc:  # pragma: no cover - only without a build
-    raise ImportError(
-        "darknet_py's compiled engine is missing; install the package with "
-        "`pip install .` (or `python build_ext.py` in a source checkout)"
-    ) from exc
+    if ("libcu" in str(exc)) and _preload_cuda():
+        from ._darknet_engine import ffi, lib  # noqa: E402
+    else:
+        raise ImportError(
+            "darknet_py's compiled engine is missing or cannot load; install the package with "
+            "`pip install .` (or `python build_ext.py` in a source checkout)"
+            + (" and, for the CUDA build, `pip install \"darknet_py[cuda]\"`" if "libcu" in str(exc) else "")
+        ) from exc
 
 _STATUS_ERRORS = {
     lib.DN_ERR_IO: DarknetIOError,

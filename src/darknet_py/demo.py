@@ -55,7 +55,7 @@ class DemoConfig:
     crowdhuman.synthesize as they are, e.g. width_range); width x height: the network input in
     pixels; cfg_options: passed to the cfg writer (batch, max_batches, learning_rate ...);
     train_seed: train()'s seed; preview_images: held-out images shown in predictions.jpg;
-    thresh: their detection threshold (0..1).
+    thresh: their detection threshold (0..1); gpus: train()'s gpus (a CUDA build; None = CPU).
     """
 
     out_dir: Path = DEFAULT_OUT_DIR
@@ -72,6 +72,7 @@ class DemoConfig:
     workers: int = 2
     preview_images: int = 6
     thresh: float = 0.25
+    gpus: Optional[list[int]] = None   # train()'s gpus: [0] trains on CUDA device 0 (a CUDA build)
 
     @classmethod
     def quick(cls, out_dir: PathLike = DEFAULT_OUT_DIR) -> "DemoConfig":
@@ -197,7 +198,7 @@ def run_demo(config: Optional[DemoConfig] = None, *, progress: bool = True,
     _say(out, f"[3/6] training (log: {out_dir / 'train_log.csv'})")
     with TrainLog(out_dir / "train_log.csv") as log:
         result = train(summary.data_file, summary.cfg_file, callback=log, compute_map=config.compute_map,
-                       seed=config.train_seed, progress=progress, workers=config.workers)
+                       seed=config.train_seed, progress=progress, workers=config.workers, gpus=config.gpus)
     weights = _chosen_weights(result)
     chart = shutil.copyfile(weights.parent / "chart.png", out_dir / "chart.png")
 

@@ -6,7 +6,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Literal, Optional, Sequence, Union
 
 import numpy as np
 
@@ -48,6 +48,37 @@ def dn_py_log(user, level, message):  # noqa: ANN001 - called by the engine thro
     text = ffi.string(message).decode("utf-8", "replace")
     if level >= lib.DN_LOG_WARNING:
         warnings.warn(text, DarknetWarning, stacklevel=4)
+
+
+GpuChoice = Union[None, int, Literal["auto"]]
+
+
+def gpu_available() -> bool:
+    """True when darknet_py was built with CUDA (DARKNET_PY_GPU=1) and a CUDA device is usable."""
+    return bool(lib.dn_gpu_available())
+
+
+def gpu_count() -> int:
+    """CUDA devices usable by darknet_py (0 in a CPU build or without a driver)."""
+    return int(lib.dn_gpu_count())
+
+
+def _resolve_gpu(gpu: GpuChoice) -> int:
+    """The device index for Network(gpu=...): -1 for the CPU."""
+    if gpu is None:
+        return -1
+    if isinstance(gpu, str):
+        if gpu != "auto":
+            raise ShapeError(f"gpu must be None, 'auto' or a device index, got {gpu!r}")
+        if lib.dn_gpu_available():
+            return 0
+        reason = ("no usable CUDA device was found" if lib.dn_gpu_built()
+                  else "darknet_py was built without CUDA (DARKNET_PY_GPU=1)")
+        warnings.warn(f"gpu='auto': {reason}; running on the CPU", DarknetWarning, stacklevel=3)
+        return -1
+    if isinstance(gpu, bool) or not isinstance(gpu, (int, np.integer)) or gpu < 0:
+        raise ShapeError(f"gpu must be None, 'auto' or a device index >= 0, got {gpu!r}")
+    return int(gpu)
 
 
 @dataclass(frozen=True)
@@ -149,6 +180,11 @@ class Network:
     drawn from `seed`). `batch` is the most images one engine call takes; larger inputs are split.
     `names` is a list of class names or a .names file. The network is guarded by a lock, so one
     instance may be shared by threads (calls are serialised); use one per thread for parallelism.
+
+    `gpu` (a CUDA build of darknet_py only): None runs on the CPU; an int runs on that CUDA
+    device, and raises StateError when there is none usable (or the build has no CUDA);
+    "auto" takes device 0 when one is usable, else runs on the CPU with a DarknetWarning.
+    Weights live on the device; results are the same arrays as on the CPU (to float rounding).
     """
 
     def __init__(
@@ -159,6 +195,7 @@ class Network:
         *,
         names: Union[None, PathLike, Sequence[str]] = None,
         seed: int = 0,
+        gpu: GpuChoice = None,
     ) -> None:
         self._handle_ptr = None
         self._lock = threading.Lock()
@@ -173,6 +210,9 @@ class Network:
                                     lib.dn_py_log, self._log_handle, out))
         self._handle_ptr = out[0]
         try:
+            device = _resolve_gpu(gpu)
+            if device >= 0:  # before the weights: they are then copied to the device once
+                check(lib.dn_network_use_gpu(self._handle_ptr, device))
             self._read_structure()
             self.layers_loaded = 0
             if weights is not None:
@@ -240,6 +280,13 @@ class Network:
         """Images seen in training, as stored in the .weights header."""
         with self._lock:
             return int(lib.dn_network_seen(self._live()))
+
+    @property
+    def gpu(self) -> Optional[int]:
+        """The CUDA device the network runs on, None for the CPU."""
+        with self._lock:
+            device = int(lib.dn_network_gpu(self._live()))
+        return device if device >= 0 else None
 
     @property
     def closed(self) -> bool:
@@ -483,4 +530,6 @@ class Network:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self.layers)} layers"
+        if not self.closed and self.gpu is not None:
+            state += f", gpu={self.gpu}"
         return f"Network({str(self.cfg_path)!r}, {self.width}x{self.height}, batch={getattr(self, 'batch', '?')}, {state})"

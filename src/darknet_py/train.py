@@ -20,7 +20,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -222,8 +222,10 @@ class _MapRunner:
     """mAP of the current weights on a separate inference network at the cfg's size (as darknet's
     net_map): the weights go through a temporary .weights file in the backup folder."""
 
-    def __init__(self, data: Path, cfg: Path, names: list[str], directory: Path, progress: bool):
+    def __init__(self, data: Path, cfg: Path, names: list[str], directory: Path, progress: bool,
+                 gpu: Optional[int] = None):
         self.data, self.cfg, self.names, self.directory = data, cfg, names, directory
+        self.gpu = gpu
         self.progress = progress
         self.net: Optional[Any] = None
 
@@ -233,7 +235,8 @@ class _MapRunner:
         try:
             train_net.save_weights(temporary)
             if self.net is None:
-                self.net = Network(self.cfg, batch=MAP_BATCH, names=self.names)
+                device = {} if self.gpu is None else {"gpu": self.gpu}
+                self.net = Network(self.cfg, batch=MAP_BATCH, names=self.names, **device)
             self.net.load_weights(temporary)
         finally:
             Path(temporary).unlink(missing_ok=True)
@@ -480,11 +483,23 @@ class _DeferredInterrupt:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def _open_network(cfg: Path, weights: Optional[PathLike], names: list[str], seed: int) -> tuple[Any, NetParams]:
+def _open_network(cfg: Path, weights: Optional[PathLike], names: list[str], seed: int,
+                  gpu: Optional[int] = None) -> tuple[Any, NetParams]:
     with Network(cfg, batch=1) as probe:  # the mini-batch size comes from the cfg's [net]
         mini_batch = _mini_batch(probe.params, cfg)
-    net = Network(cfg, weights, batch=mini_batch, names=names, seed=seed)
+    device = {} if gpu is None else {"gpu": gpu}  # a CPU run calls Network exactly as before
+    net = Network(cfg, weights, batch=mini_batch, names=names, seed=seed, **device)
     return net, net.params
+
+
+def _training_gpu(gpus: Union[None, str, Sequence[int]]) -> Union[None, str, int]:
+    """train()'s `gpus` as Network's `gpu`: one device (multi-GPU training is not supported)."""
+    if gpus is None or isinstance(gpus, str):
+        return gpus
+    devices = [int(g) for g in gpus]
+    if len(devices) > 1:
+        raise ShapeError(f"gpus={devices}: training on several GPUs is not supported; name one device")
+    return devices[0] if devices else None
 
 
 def _map_period(train_images: int, images_per_iteration: int) -> int:
@@ -495,7 +510,8 @@ def _map_period(train_images: int, images_per_iteration: int) -> int:
 def train(data: PathLike, cfg: PathLike, weights: Optional[PathLike] = None, *,
           callback: Optional[Callable[[TrainProgress], Any]] = None, compute_map: bool = False,
           backup_dir: Optional[PathLike] = None, max_batches: Optional[int] = None, clear: bool = False,
-          seed: Optional[int] = None, progress: bool = True, workers: int = 2) -> TrainResult:
+          seed: Optional[int] = None, progress: bool = True, workers: int = 2,
+          gpus: Union[None, str, Sequence[int]] = None) -> TrainResult:
     """`darknet detector train data cfg [weights] [-map] [-clear]` in-process.
 
     Trains on the `.data` file's `train` list with the cfg's [net] settings (batch split into
@@ -525,6 +541,9 @@ def train(data: PathLike, cfg: PathLike, weights: Optional[PathLike] = None, *,
     at once (`_last` without resume state: momentum is lost as in darknet). A NaN/inf loss raises NonFiniteLossError and
     writes nothing, so the last good checkpoint survives. `progress` prints to stderr: a bar
     on a terminal, else one darknet-like line per iteration. `workers` data-loading threads.
+    `gpus` (a CUDA build): None trains on the CPU, [0] on CUDA device 0 (StateError without
+    one), "auto" on device 0 when usable else the CPU with a warning; one device only. The
+    mAP runs use the same device.
     """
     config = read_data_file(data)
     if config.train is None:
@@ -541,7 +560,9 @@ def train(data: PathLike, cfg: PathLike, weights: Optional[PathLike] = None, *,
     cfg = Path(cfg)
     backup = _backup_dir(config, backup_dir)
     began = time.perf_counter()
-    net, params = _open_network(cfg, weights, config.names, seed)
+    gpu = _training_gpu(gpus)
+    net, params = _open_network(cfg, weights, config.names, seed, gpu)
+    device = getattr(net, "gpu", None)  # "auto" resolved once: mAP runs where training runs
     map_runner: Optional[_MapRunner] = None
     try:
         if max_batches is not None:
@@ -557,7 +578,8 @@ def train(data: PathLike, cfg: PathLike, weights: Optional[PathLike] = None, *,
                                     letter_box=params.letter_box)
         reporter = _Reporter(progress, params.max_batches)
         if compute_map:
-            map_runner = _MapRunner(config.path, cfg, config.names, backup, progress and is_terminal(sys.stderr))
+            map_runner = _MapRunner(config.path, cfg, config.names, backup, progress and is_terminal(sys.stderr),
+                                    gpu=device)
         with BatchLoader(images, classes=config.classes, batch=_mini_batch(params, cfg), width=params.width,
                          height=params.height, augmentation=augmentation, max_boxes=yolo.max_boxes, seed=seed,
                          workers=workers) as loader:
