@@ -14,7 +14,7 @@ from .errors import (
     WeightsError,
 )
 from .evaluate import ClassAP, MapResult, average_precision, coco_map, compute_map, evaluate
-from .network import DarknetWarning, LayerInfo, NetParams, Network, TrainStats
+from .network import DarknetWarning, LayerInfo, NetParams, Network, TrainStats, gpu_available, gpu_count
 from .train import NonFiniteLossError, TrainHistory, TrainProgress, TrainResult, learning_rate_at, train
 
 __version__ = "0.1.0"
@@ -48,6 +48,8 @@ __all__ = [
     "compute_map",
     "crowdhuman",
     "evaluate",
+    "gpu_available",
+    "gpu_count",
     "kmeans_anchors",
     "learning_rate_at",
     "train",
