@@ -4,13 +4,13 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from darknet_py.detect import Detection
 from darknet_py.errors import DataError, ShapeError
 from darknet_py.evaluate import MapResult, average_precision, coco_map, compute_map, evaluate
 
@@ -252,21 +252,6 @@ def test_coco_map_max_dets_matches_pycocotools():
 # ----------------------------------------------------------------------------- evaluate()
 
 
-@dataclass
-class FakeDetection:
-    class_id: int
-    name: str
-    confidence: float
-    left: float
-    top: float
-    width: float
-    height: float
-
-    @property
-    def xyxy(self):
-        return (self.left, self.top, self.left + self.width, self.top + self.height)
-
-
 class FakeNetwork:
     """Duck-typed Network: recognises an image by the value of its pixel (0, 0) and returns the
     detections registered for it; records the calls."""
@@ -318,7 +303,7 @@ def perfect_detections(dataset=DATASET) -> dict:
     found = {}
     for key, width, height, labels in dataset:
         found[key] = [
-            FakeDetection(int(c), str(c), 0.9, (x - w / 2) * width, (y - h / 2) * height, w * width, h * height)
+            Detection(int(c), str(c), 0.9, (x - w / 2) * width, (y - h / 2) * height, w * width, h * height)
             for c, x, y, w, h in labels or []
         ]
     return found
@@ -349,7 +334,7 @@ def test_evaluate_draws_no_bar_into_logs(tmp_path, capsys):
 def test_evaluate_missing_label_file_means_no_truths(tmp_path, capsys):
     data = write_dataset(tmp_path, key="train")  # no 'valid': falls back to the train list
     found = perfect_detections()
-    found[30] = [FakeDetection(0, "cat", 0.9, 0, 0, 40, 40)]  # image without label file
+    found[30] = [Detection(0, "cat", 0.9, 0, 0, 40, 40)]  # image without label file
     result = evaluate(data, None, None, network=FakeNetwork(2, found), progress=False)
     assert result.unique_truth_count == 4
     assert (result.tp, result.fp) == (4, 1)
