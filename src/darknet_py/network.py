@@ -380,13 +380,21 @@ class Network:
 
     def forward_layer_outputs(self, blob: np.ndarray) -> list[np.ndarray]:
         """Every layer's output for `blob` (at most `batch` images); for inspection and tests."""
+        return self._all_layer_outputs(blob, lib.dn_network_forward)
+
+    def _all_layer_outputs(self, blob: np.ndarray, engine_forward) -> list[np.ndarray]:  # noqa: ANN001
+        blob = self._check_batch(blob)
+        with self._lock:
+            handle = self._live()
+            check(engine_forward(handle, as_float_buffer(blob), blob.shape[0]))
+            return [self._copy_output(handle, layer, blob.shape[0]) for layer in self.layers]
+
+    def _check_batch(self, blob: np.ndarray) -> np.ndarray:
+        """_check_blob, and at most `batch` images (calls that keep per-image state in the engine)."""
         blob = self._check_blob(blob)
         if blob.shape[0] > self.batch:
             raise ShapeError(f"{blob.shape[0]} images for a network of batch {self.batch}")
-        with self._lock:
-            handle = self._live()
-            check(lib.dn_network_forward(handle, as_float_buffer(blob), blob.shape[0]))
-            return [self._copy_output(handle, layer, blob.shape[0]) for layer in self.layers]
+        return blob
 
     @staticmethod
     def _copy_output(handle, layer: LayerInfo, n: int) -> np.ndarray:  # noqa: ANN001 - a cffi pointer
@@ -443,10 +451,8 @@ class Network:
         after the last box. `iteration` decides `stopbackward`. Raises StateError on a
         non-finite loss (the weights are then left as they were before the step's update).
         """
-        images = self._check_blob(images)
+        images = self._check_batch(images)
         truths = np.ascontiguousarray(truths, dtype=np.float32)
-        if images.shape[0] > self.batch:
-            raise ShapeError(f"{images.shape[0]} images for a network of batch {self.batch}")
         if truths.ndim != 3 or truths.shape[0] != images.shape[0] or truths.shape[2] != 5:
             raise ShapeError(f"truths must be float32 (n={images.shape[0]}, max_truths, 5), got {truths.shape}")
         stats = ffi.new("dn_train_stats *")
@@ -476,13 +482,7 @@ class Network:
 
     def forward_train(self, blob: np.ndarray) -> list[np.ndarray]:
         """Forward in training mode (batch-norm batch statistics); every layer's output."""
-        blob = self._check_blob(blob)
-        if blob.shape[0] > self.batch:
-            raise ShapeError(f"{blob.shape[0]} images for a network of batch {self.batch}")
-        with self._lock:
-            handle = self._live()
-            check(lib.dn_network_forward_train(handle, as_float_buffer(blob), blob.shape[0]))
-            return [self._copy_output(handle, layer, blob.shape[0]) for layer in self.layers]
+        return self._all_layer_outputs(blob, lib.dn_network_forward_train)
 
     def backward(self, top_grad: np.ndarray) -> np.ndarray:
         """After forward_train: back-propagate dL/d(last output) and return dL/d(input).
