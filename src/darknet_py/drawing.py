@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from .detect import Detection
+from .errors import ShapeError
 
 __all__ = ["class_colour", "draw_detections", "image_grid"]
 
@@ -74,7 +75,7 @@ def image_grid(images: Sequence[np.ndarray], *, columns: Optional[int] = None, c
     `gap` pixels apart, with an optional caption drawn in its top-left corner. `columns`
     defaults to the smallest count that makes the grid no taller than wide."""
     if not images:
-        raise ValueError("image_grid needs at least one image")
+        raise ShapeError("image_grid needs at least one image")
     columns = max(1, min(columns or math.ceil(math.sqrt(len(images))), len(images)))
     rows = math.ceil(len(images) / columns)
     grid = np.full((rows * cell + (rows + 1) * gap, columns * cell + (columns + 1) * gap, 3), 0, np.uint8)

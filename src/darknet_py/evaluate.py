@@ -156,7 +156,7 @@ def average_precision(recall: np.ndarray, precision: np.ndarray, points: int = 0
     recall >= that level (11 for PASCAL VOC 2007, 101 for COCO). An empty curve gives 0.
     """
     if points < 0 or points == 1:
-        raise ValueError(f"points must be 0 (area under curve) or >= 2, got {points}")
+        raise ShapeError(f"points must be 0 (area under curve) or >= 2, got {points}")
     recall = np.asarray(recall, dtype=np.float64)
     precision = np.asarray(precision, dtype=np.float64)
     if recall.size == 0:
@@ -543,9 +543,9 @@ def evaluate(
     class count differs from the `.data` file's.
     """
     if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
+        raise ShapeError(f"batch must be >= 1, got {batch}")
     if points < 0 or points == 1:
-        raise ValueError(f"points must be 0 (area under curve) or >= 2, got {points}")
+        raise ShapeError(f"points must be 0 (area under curve) or >= 2, got {points}")
     config = read_data_file(data)
     list_path = config.valid or config.train
     if list_path is None:
@@ -558,7 +558,7 @@ def evaluate(
         from .network import Network  # the engine loads only when a network is really needed
 
         if cfg is None:
-            raise ValueError("cfg is required when no network is given")
+            raise ShapeError("cfg is required when no network is given")
         net = Network(cfg, weights, batch=batch, names=list(names or config.names))
     try:
         if net.classes != config.classes:

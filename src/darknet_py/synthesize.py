@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from ._typing import PathLike
+from .errors import ShapeError
 
 
 # BGR skin tones from light to dark, and dark trouser colours.
@@ -249,9 +250,9 @@ def synthesize(out_dir: PathLike, train: int = 40, val: int = 10, *, seed: int =
     a fraction of the image height. The same arguments give the same files.
     """
     if width_range[0] < 32 or width_range[1] < width_range[0]:
-        raise ValueError(f"width_range must be (min >= 32, max >= min), got {width_range}")
+        raise ShapeError(f"width_range must be (min >= 32, max >= min), got {width_range}")
     if figures[0] < 0 or figures[1] < figures[0] or figures[1] > 250:
-        raise ValueError(f"figures must be (min >= 0, min <= max <= 250), got {figures}")
+        raise ShapeError(f"figures must be (min >= 0, min <= max <= 250), got {figures}")
     root = Path(out_dir)
     (root / "Images").mkdir(parents=True, exist_ok=True)
     options = dict(width_range=width_range, aspect_range=aspect_range, figures=figures,
