@@ -23,17 +23,15 @@ Example::
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from ._atomic import replacing
 from ._typing import PathLike
 from .errors import DarknetIOError, ShapeError
 
@@ -653,17 +651,8 @@ def write_cfg(path: PathLike, arch: str, options: Optional[CfgOptions] = None,
     text = build_cfg(arch, options, **overrides)
     target = Path(path)
     try:
-        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        with replacing(target) as temporary, open(temporary, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
     except OSError as exc:
         raise DarknetIOError(f"cannot write {target}: {exc}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(temp, target)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        if isinstance(exc, OSError):
-            raise DarknetIOError(f"cannot write {target}: {exc}") from exc
-        raise
     return target

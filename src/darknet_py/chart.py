@@ -6,13 +6,13 @@ reloads the file while training never sees half a PNG.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
 
+from ._atomic import replacing
 from ._typing import PathLike
 from .errors import DarknetIOError
 
@@ -91,13 +91,9 @@ def save_chart(path: PathLike, loss_points: Sequence[tuple[int, float]], map_poi
     ok, encoded = cv2.imencode(".png", draw_chart(loss_points, map_points, max_batches, title=title))
     if not ok:
         raise DarknetIOError(f"{path}: OpenCV could not encode the chart")
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        temporary.write_bytes(encoded.tobytes())
-        os.replace(temporary, path)
+        with replacing(path) as temporary:
+            temporary.write_bytes(encoded.tobytes())
     except OSError as exc:
         raise DarknetIOError(f"cannot write {path}: {exc.strerror}") from exc
-    finally:
-        if temporary.exists():
-            temporary.unlink()
     return path

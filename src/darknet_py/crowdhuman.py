@@ -19,6 +19,7 @@ from typing import Any, Iterator, Mapping, Optional
 
 import numpy as np
 
+from ._atomic import replacing
 from ._typing import PathLike
 from .errors import DarknetIOError, DataError
 from .imagesize import image_size
@@ -239,12 +240,10 @@ def _atomic_write_text(path: Path, text: str) -> None:
             return
     except (OSError, UnicodeDecodeError):
         pass  # unreadable or not text: simply replace it
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        with replacing(path) as temporary:
+            temporary.write_text(text, encoding="utf-8")
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise DarknetIOError(f"{path}: cannot write: {exc.strerror}") from None
 
 
@@ -262,20 +261,15 @@ def _link(source: Path, target: Path, mode: str) -> None:
     """Make `target` show the image `source` (symlink, hard link or copy), atomically."""
     if os.path.lexists(target) and _same_link(source, target, mode):
         return
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        if os.path.lexists(tmp):
-            tmp.unlink()
-        if mode == "symlink":
-            os.symlink(source, tmp)
-        elif mode == "hardlink":
-            os.link(source, tmp)
-        else:
-            shutil.copy2(source, tmp)
-        os.replace(tmp, target)
+        with replacing(target) as temporary:
+            if mode == "symlink":
+                os.symlink(source, temporary)
+            elif mode == "hardlink":
+                os.link(source, temporary)
+            else:
+                shutil.copy2(source, temporary)
     except OSError as exc:
-        if os.path.lexists(tmp):
-            tmp.unlink()
         raise DarknetIOError(f"{target}: cannot {mode} {source}: {exc.strerror}") from None
 
 

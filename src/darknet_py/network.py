@@ -10,6 +10,7 @@ from typing import Literal, Optional, Sequence, Union
 
 import numpy as np
 
+from ._atomic import replacing
 from ._typing import PathLike
 from . import detect as _detect
 from ._engine import as_float_buffer, check, ffi, lib
@@ -312,14 +313,8 @@ class Network:
     def save_weights(self, path: PathLike) -> Path:
         """Write darknet .weights (version 0.2.5); written to a temporary file, then renamed."""
         path = Path(path)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with self._lock:
-                check(lib.dn_network_save_weights(self._live(), os.fsencode(temporary)))
-            os.replace(temporary, path)
-        finally:
-            if temporary.exists():
-                temporary.unlink()
+        with replacing(path) as temporary, self._lock:
+            check(lib.dn_network_save_weights(self._live(), os.fsencode(temporary)))
         return path
 
     def get_parameter(self, layer: int, kind: str) -> np.ndarray:

@@ -13,13 +13,13 @@ All boxes are integer pixels [x, y, w, h] of the image, as in CrowdHuman.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ._atomic import replacing
 from ._typing import PathLike
 from .errors import ShapeError
 
@@ -234,9 +234,8 @@ def _new_id(rng: np.random.Generator, taken: set[str]) -> str:
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with replacing(path) as temporary:
+        temporary.write_bytes(data)
 
 
 def synthesize(out_dir: PathLike, train: int = 40, val: int = 10, *, seed: int = 0,
