@@ -461,25 +461,8 @@ def test_progress_bar_redraws_one_line(capsys):
 # --------------------------------------------------------------------------- the real engine
 
 
-def _engine_trains() -> bool:
-    """True once the engine's train_step/update work (they land separately from this module)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as directory:
-        cfg = Path(directory) / "t.cfg"
-        dn.cfg.write_cfg(cfg, "yolov4-tiny", classes=2, width=64, height=64, batch=2, subdivisions=1)
-        try:
-            with dn.Network(cfg, batch=2) as net:
-                truths = np.zeros((2, 4, 5), np.float32)
-                truths[:, 0] = (0.5, 0.5, 0.3, 0.4, 1)
-                net.train_step(np.full((2, 3, 64, 64), 0.5, np.float32), truths, 0)
-                net.update(0.001, 0.9, 0.0005, 2)
-        except dn.DarknetError:
-            return False
-    return True
-
-
-engine = pytest.mark.skipif(not _engine_trains(), reason="the engine's training calls are not built yet")
+TINY_CFG = dict(classes=2, width=64, height=64, batch=4, subdivisions=2, max_batches=20, burn_in=2,
+                learning_rate=0.001, steps=(15, 18), mosaic=False)
 
 
 @pytest.fixture(scope="module")
@@ -489,8 +472,7 @@ def tiny_dataset(tmp_path_factory):
     dn.crowdhuman.synthesize(root / "src", train=8, val=4, seed=0, width_range=(64, 128))
     dn.crowdhuman.prepare(root / "src", root / "ds", 64, 64, min_size=2)
     cfg = root / "tiny.cfg"
-    dn.cfg.write_cfg(cfg, "yolov4-tiny", classes=2, width=64, height=64, batch=4, subdivisions=2,
-                     max_batches=20, burn_in=2, learning_rate=0.001, steps=(15, 18), mosaic=False)
+    dn.cfg.write_cfg(cfg, "yolov4-tiny", **TINY_CFG)
     return SimpleNamespace(data=root / "ds" / "crowdhuman.data", cfg=cfg)
 
 
@@ -500,7 +482,6 @@ def _conv_parameters(path: Path, cfg: Path) -> list[np.ndarray]:
                 for kind in ("weights", "biases")]
 
 
-@engine
 def test_real_training_runs_end_to_end(tiny_dataset, tmp_path):
     progress = []
     result = train(tiny_dataset.data, tiny_dataset.cfg, backup_dir=tmp_path, max_batches=3, seed=5,
@@ -513,7 +494,6 @@ def test_real_training_runs_end_to_end(tiny_dataset, tmp_path):
     assert cv2.imread(str(tmp_path / "chart.png")) is not None
 
 
-@engine
 def test_real_training_same_seed_gives_identical_weights(tiny_dataset, tmp_path):
     a = train(tiny_dataset.data, tiny_dataset.cfg, backup_dir=tmp_path / "a", max_batches=20, seed=7,
               progress=False, workers=2)
@@ -545,7 +525,6 @@ def _interrupted_run(tiny_dataset, directory: Path) -> Path:
     return directory / "tiny_last.weights"
 
 
-@engine
 def test_real_resume_from_last_is_bit_identical(tiny_dataset, whole_run, tmp_path):
     last = _interrupted_run(tiny_dataset, tmp_path)
     resumed = train(tiny_dataset.data, tiny_dataset.cfg, last, backup_dir=tmp_path, progress=False)
@@ -555,7 +534,6 @@ def test_real_resume_from_last_is_bit_identical(tiny_dataset, whole_run, tmp_pat
     assert resumed.final_weights.read_bytes() == whole_run.final_weights.read_bytes()
 
 
-@engine
 def test_real_resume_without_state_loses_only_momentum(tiny_dataset, whole_run, tmp_path):
     last = _interrupted_run(tiny_dataset, tmp_path)
     state_path(last).unlink()  # what darknet has: weights only
@@ -573,7 +551,6 @@ def test_real_resume_without_state_loses_only_momentum(tiny_dataset, whole_run, 
     assert 0.05 * moved < np.linalg.norm(cut - whole) < moved
 
 
-@engine
 def test_real_compute_map_at_the_end(tiny_dataset, tmp_path):
     result = train(tiny_dataset.data, tiny_dataset.cfg, backup_dir=tmp_path, max_batches=2, seed=1,
                    progress=False, compute_map=True)
@@ -583,15 +560,14 @@ def test_real_compute_map_at_the_end(tiny_dataset, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the mAP weights file is gone
 
 
-@engine
-def test_real_multiscale_training(tiny_dataset, tmp_path, monkeypatch):
-    # random=1 is read from the last [yolo] layer; force it on for this 64x64 cfg
-    settings = train_module._YoloSettings(jitter=0.2, random=1, resize=1.0, max_boxes=20)
-    monkeypatch.setattr(train_module, "_yolo_settings", lambda net: settings)
+def test_real_multiscale_training(tiny_dataset, tmp_path):
+    # the tiny cfg with random=1 on its [yolo] layers (read from the last one)
+    cfg = tmp_path / "tiny.cfg"
+    dn.cfg.write_cfg(cfg, "yolov4-tiny", **TINY_CFG, random=True)
     sizes = []
-    result = train(tiny_dataset.data, tiny_dataset.cfg, backup_dir=tmp_path, max_batches=1000, seed=2,
+    result = train(tiny_dataset.data, cfg, backup_dir=tmp_path, max_batches=1000, seed=2,
                    progress=False, callback=lambda p: sizes.append((p.width, p.height)) or p.iteration < 40)
     assert set(sizes) <= {(64, 64), (96, 96), (128, 128)} and len(set(sizes)) > 1
     assert all(math.isfinite(loss) for loss in result.history.losses)
-    with dn.Network(tiny_dataset.cfg, result.last_weights) as net:  # saved weights load at the cfg size
+    with dn.Network(cfg, result.last_weights) as net:  # saved weights load at the cfg size
         assert (net.width, net.height) == (64, 64) and net.seen == 40 * 4

@@ -24,13 +24,14 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
+from ._atomic import replacing
 from ._typing import PathLike
 from .chart import save_chart
 from .data import Augmentation, BatchLoader
 from .datafile import DataConfig, read_data_file, read_image_list
 from .errors import DarknetError, DataError, ShapeError, StateError
 from .evaluate import evaluate
-from .network import NetParams, Network, TrainStats
+from .network import LayerInfo, NetParams, Network, TrainStats
 from .progress import ProgressBar, is_terminal
 
 __all__ = ["NonFiniteLossError", "TrainHistory", "TrainProgress", "TrainResult", "learning_rate_at",
@@ -49,8 +50,6 @@ CHART_EVERY = 10             # iterations between chart.png redraws
 MAP_BATCH = 4                # images per forward pass of the mAP network
 STATE_SUFFIX = ".state.npz"  # beside `_last.weights`: what .weights lacks for an exact resume
 GRADIENT_KINDS = ("weights_grad", "biases_grad", "scales_grad")
-# [yolo] defaults (darknet's) for the training settings LayerInfo may not expose
-YOLO_DEFAULTS = {"jitter": 0.2, "random": 0, "resize": 1.0, "max_boxes": 200}
 
 
 class NonFiniteLossError(StateError):
@@ -153,22 +152,11 @@ def numbered_period(max_batches: int) -> int:
 # --------------------------------------------------------------------------- helpers
 
 
-@dataclass(frozen=True)
-class _YoloSettings:
-    """Training settings of the last [yolo] layer."""
-
-    jitter: float
-    random: int
-    resize: float
-    max_boxes: int
-
-
-def _yolo_settings(net: Any) -> _YoloSettings:
-    # LayerInfo may not expose every field yet: darknet's defaults stand in for missing ones.
-    last = net.yolo_layers[-1] if net.yolo_layers else None
-    values = {name: getattr(last, name, default) for name, default in YOLO_DEFAULTS.items()}
-    return _YoloSettings(float(values["jitter"]), int(values["random"]), float(values["resize"]),
-                         int(values["max_boxes"]))
+def _yolo_settings(net: Any) -> LayerInfo:
+    """The last [yolo] layer, whose jitter, random, resize and max_boxes drive training."""
+    if not net.yolo_layers:
+        raise StateError(f"{net.cfg_path} has no [yolo] layer to train")
+    return net.yolo_layers[-1]
 
 
 def _backup_dir(config: DataConfig, backup_dir: Optional[PathLike]) -> Path:
@@ -271,13 +259,8 @@ def _save_state(net: Any, path: Path, seed: int, avg_loss: float) -> None:
     arrays = {f"g{layer.index}_{kind}": net.get_parameter(layer.index, kind)
               for layer in net.layers if layer.type == "convolutional"
               for kind in GRADIENT_KINDS if kind != "scales_grad" or layer.batch_normalize}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as f:
-            np.savez(f, seen=net.seen, seed=seed, avg_loss=avg_loss, **arrays)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with replacing(path) as temporary, open(temporary, "wb") as f:
+        np.savez(f, seen=net.seen, seed=seed, avg_loss=avg_loss, **arrays)
 
 
 def _read_state(path: Path) -> Optional[_ResumeState]:
