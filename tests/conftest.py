@@ -56,3 +56,14 @@ def arch_files(tmp_path_factory):
         return cache[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def trained_demo(tmp_path_factory):
+    """The demo's recipe trained from random weights (several CPU minutes): a DemoResult. Shared
+    by the slow tests that need a detector which really detects."""
+    import io
+
+    from darknet_py.demo import DemoConfig, run_demo
+
+    return run_demo(DemoConfig(out_dir=tmp_path_factory.mktemp("demo")), progress=False, out=io.StringIO())

@@ -5,18 +5,15 @@ training images, yolov4-tiny-3l at 160x160, 600 iterations of batch 16 on the CP
 """
 from __future__ import annotations
 
-import io
-
 import cv2
 import pytest
 
 import darknet_py as dn
-from darknet_py.demo import DemoConfig, run_demo
 
 
 @pytest.mark.slow
-def test_demo_recipe_trains_a_detector_from_scratch(tmp_path):
-    result = run_demo(DemoConfig(out_dir=tmp_path / "demo"), progress=False, out=io.StringIO())
+def test_demo_recipe_trains_a_detector_from_scratch(trained_demo):
+    result = trained_demo
 
     # learns: mAP@0.5 on the held-out split, each class on its own
     assert result.map.map >= 0.90, result.map.report()

@@ -9,11 +9,14 @@ from .errors import (
     DarknetError,
     DarknetIOError,
     DataError,
+    ExportError,
+    MissingDependencyError,
     ShapeError,
     StateError,
     WeightsError,
 )
 from .evaluate import ClassAP, MapResult, average_precision, coco_map, compute_map, evaluate
+from .onnx_export import export_onnx
 from .network import DarknetWarning, LayerInfo, NetParams, Network, TrainStats, gpu_available, gpu_count
 from .train import NonFiniteLossError, TrainHistory, TrainProgress, TrainResult, learning_rate_at, train
 
@@ -28,8 +31,10 @@ __all__ = [
     "DarknetWarning",
     "DataError",
     "Detection",
+    "ExportError",
     "LayerInfo",
     "MapResult",
+    "MissingDependencyError",
     "NonFiniteLossError",
     "NetParams",
     "Network",
@@ -48,6 +53,7 @@ __all__ = [
     "compute_map",
     "crowdhuman",
     "evaluate",
+    "export_onnx",
     "gpu_available",
     "gpu_count",
     "kmeans_anchors",

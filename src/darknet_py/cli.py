@@ -6,6 +6,7 @@
     darknet-py detector train DATA CFG [WEIGHTS] [-map] [-clear] [-dont_show]
     darknet-py detector map DATA CFG WEIGHTS [-points 0] [-iou_thresh 0.5] [-thresh 0.25]
     darknet-py detector test DATA CFG WEIGHTS IMAGE [-thresh 0.25] [-ext_output]
+    darknet-py export CFG WEIGHTS [-o OUT.onnx] [--opset 17] [--batch 1] [--dynamic-batch] [--raw] [--fp16]
     darknet-py demo [--out DIR] [--quick]
 
 darknet's single-dash flags (`-map`, `-thresh 0.25` ...) work as written, and also with two
@@ -184,6 +185,17 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .onnx_export import export_onnx
+
+    out = args.output if args.output is not None else args.weights.with_suffix(".onnx")
+    path = export_onnx(args.cfg, args.weights, out, opset=args.opset, batch=args.batch,
+                       dynamic_batch=args.dynamic_batch, outputs="raw" if args.raw else "decoded", fp16=args.fp16,
+                       names=args.names)
+    print(f"written: {path}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     config = DemoConfig.quick(args.out) if args.quick else DemoConfig(out_dir=Path(args.out))
     run_demo(config)
@@ -285,6 +297,21 @@ def _add_detector(subparsers: argparse._SubParsersAction, common: argparse.Argum
                    help="image with boxes to write (default predictions.jpg, as darknet)")
 
 
+def _add_export(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = _leaf(subparsers, "export", cmd_export,
+              "Write the network as an ONNX model (ONNX Runtime, OpenVINO, TensorRT, OpenCV 5).", common)
+    p.add_argument("cfg", type=Path, help=".cfg file")
+    p.add_argument("weights", type=Path, help=".weights file")
+    p.add_argument("-o", "--output", type=Path, help="the .onnx to write (default: beside WEIGHTS, same name)")
+    p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset, 13 or newer (default 17)")
+    p.add_argument("--batch", type=positive_int, default=1, help="fixed batch size (default 1)")
+    p.add_argument("--dynamic-batch", action="store_true", help="a symbolic batch dimension instead")
+    p.add_argument("--raw", action="store_true",
+                   help="output each [yolo] head's input instead of decoded boxes + scores")
+    p.add_argument("--fp16", action="store_true", help="float16 weights and computation (float32 in and out)")
+    p.add_argument("--names", type=Path, help=".names file whose class names go into the model's metadata")
+
+
 def _add_demo(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = _leaf(subparsers, "demo", cmd_demo,
               "Synthesize data, train a small detector on the CPU, evaluate it and draw its predictions.", common)
@@ -302,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_crowdhuman(subparsers, common)
     _add_detector(subparsers, common)
+    _add_export(subparsers, common)
     _add_demo(subparsers, common)
     return parser
 

@@ -28,3 +28,11 @@ class StateError(DarknetError, RuntimeError):
 
 class DataError(DarknetError, ValueError):
     """A dataset file (.data, list, label, .names, .odgt) is invalid; names the file and line."""
+
+
+class ExportError(DarknetError, ValueError):
+    """The network uses something the export format cannot express; names the layer and option."""
+
+
+class MissingDependencyError(DarknetError, ImportError):
+    """An optional package a feature needs is not installed; the message gives the install command."""

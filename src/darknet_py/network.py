@@ -122,7 +122,9 @@ class LayerInfo:
     size: int = 0
     stride: int = 0
     pad: int = 0
-    groups: int = 0
+    groups: int = 0            # convolutional: groups; route: groups (channel slices of each input)
+    group_id: int = 0          # route: which slice
+    upsample_scale: float = 1.0
     batch_normalize: bool = False
     activation: Optional[str] = None
     stopbackward: int = 0
@@ -159,11 +161,12 @@ def _layer_info(index: int, raw) -> LayerInfo:  # noqa: ANN001 - a cffi struct
     if kind == "maxpool":
         return LayerInfo(**common, size=raw.size, stride=raw.stride, pad=raw.pad)
     if kind == "upsample":
-        return LayerInfo(**common, stride=raw.stride)
+        return LayerInfo(**common, stride=raw.stride, upsample_scale=float(raw.upsample_scale))
     if kind in ("route", "shortcut"):
         activation = ACTIVATIONS[raw.activation] if kind == "shortcut" else None
         return LayerInfo(**common, inputs=tuple(raw.inputs[0:raw.num_inputs]), activation=activation,
-                         groups=raw.route_groups if kind == "route" else 0)
+                         groups=raw.route_groups if kind == "route" else 0,
+                         group_id=raw.route_group_id if kind == "route" else 0)
     anchors = tuple((float(raw.anchors[2 * i]), float(raw.anchors[2 * i + 1])) for i in range(raw.total_anchors))
     return LayerInfo(
         **common, classes=raw.classes, mask=tuple(raw.mask[0:raw.num_masks]), anchors=anchors,
@@ -436,6 +439,17 @@ class Network:
                 _detect.nms(boxes, probs, nms, last.nms_kind, last.beta_nms)
             results.append(_detect.to_detections(boxes, probs, thresh, image.shape[1], image.shape[0], self.names))
         return results
+
+    # ---- export ----
+    def export_onnx(self, path: PathLike, *, opset: int = 17, batch: int = 1, dynamic_batch: bool = False,
+                    outputs: Literal["decoded", "raw"] = "decoded", fp16: bool = False) -> Path:
+        """Write this network (its current weights) as an ONNX model; see `darknet_py.export_onnx`."""
+        from .onnx_export import export_network
+
+        with self._lock:
+            self._live()
+        return export_network(self, path, opset=opset, batch=batch, dynamic_batch=dynamic_batch, outputs=outputs,
+                              fp16=fp16)
 
     # ---- training ----
     def train_step(self, images: np.ndarray, truths: np.ndarray, iteration: int = 0) -> TrainStats:
