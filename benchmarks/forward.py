@@ -1,8 +1,10 @@
-"""Forward-pass speed of darknet_py against OpenCV DNN's darknet importer, in one process.
+"""Forward-pass speed of darknet_py against OpenCV DNN's darknet importer and, on the model
+darknet_py exports to ONNX, ONNX Runtime and OpenVINO (when installed), in one process.
 
-Prints milliseconds per image (median of several runs, batch 1) and the ratio
-darknet_py / OpenCV (below 1 means darknet_py is faster). Random weights: speed does
-not depend on the values.
+Prints milliseconds per image (median of several runs, batch 1) and, for each other runtime,
+the ratio darknet_py / that runtime (above 1 means darknet_py is slower). Random weights:
+speed does not depend on the values. The ONNX model is the `raw` export (the same work as the
+engine's forward: the network up to its [yolo] heads).
 
     python benchmarks/forward.py [--repeats 5] [--arch yolov4-tiny yolov4]
 """
@@ -33,15 +35,38 @@ def median_ms(run, repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench(arch: str, size: int, repeats: int, workdir: Path) -> tuple[float, float]:
+def onnx_runtimes(model: Path, blob: np.ndarray) -> dict[str, object]:
+    """name -> a callable running `model` on `blob`, for each ONNX runtime that is installed."""
+    runs: dict[str, object] = {}
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        pass
+    else:
+        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        runs["ONNX Runtime"] = lambda: session.run(None, {"images": blob})
+    try:
+        import openvino as ov
+    except ImportError:
+        pass
+    else:
+        compiled = ov.Core().compile_model(str(model), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        request = compiled.create_infer_request()
+        runs["OpenVINO"] = lambda: request.infer({"images": blob})
+    return runs
+
+
+def bench(arch: str, size: int, repeats: int, workdir: Path) -> dict[str, float]:
     cfg = workdir / f"{arch}.cfg"
     cfg_builder.write_cfg(cfg, arch, classes=80, width=size, height=size)
     weights = workdir / f"{arch}.weights"
     with dn.Network(cfg, seed=1) as net:
         net.save_weights(weights)
     blob = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
+    model = workdir / f"{arch}.onnx"
     with dn.Network(cfg, weights) as net:
-        ours = median_ms(lambda: net.forward(blob), repeats)
+        times = {"darknet_py": median_ms(lambda: net.forward(blob), repeats)}
+        net.export_onnx(model, outputs="raw")
     cv_net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
     names = cv_net.getUnconnectedOutLayersNames()
 
@@ -49,8 +74,21 @@ def bench(arch: str, size: int, repeats: int, workdir: Path) -> tuple[float, flo
         cv_net.setInput(blob)
         cv_net.forward(names)
 
-    theirs = median_ms(opencv_forward, repeats)
-    return ours, theirs
+    times["OpenCV DNN"] = median_ms(opencv_forward, repeats)
+    for name, run in onnx_runtimes(model, blob).items():
+        times[name] = median_ms(run, repeats)
+    return times
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -61,11 +99,14 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads); darknet_py {dn.__version__}")
-    print(f"{'network':<22}{'darknet_py ms':>15}{'OpenCV ms':>12}{'ratio':>8}")
+    print(f"CPU: {cpu_model()}")
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.arch:
-            ours, theirs = bench(arch, args.size, args.repeats, Path(tmp))
-            print(f"{arch + '-' + str(args.size):<22}{ours:>15.1f}{theirs:>12.1f}{ours / theirs:>8.2f}")
+            times = bench(arch, args.size, args.repeats, Path(tmp))
+            ours = times["darknet_py"]
+            print(f"{arch}-{args.size}: " + "; ".join(
+                f"{name} {ms:.1f} ms" + ("" if name == "darknet_py" else f" (ratio {ours / ms:.2f})")
+                for name, ms in times.items()))
 
 
 if __name__ == "__main__":

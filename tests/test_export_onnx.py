@@ -132,27 +132,57 @@ def test_fixed_batch_other_than_one(arch_files, tmp_path):
         np.testing.assert_allclose(got["raw_1"], every_layer[net.yolo_layers[1].index - 1], rtol=0, atol=TOLERANCE)
 
 
+def fp16_model_checks(path: Path) -> onnx.ModelProto:
+    model = onnx.load(str(path))
+    conv_weights = [t for t in model.graph.initializer if re.fullmatch(r"l\d+_w_\d+", t.name)]
+    assert conv_weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in conv_weights)
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert all(o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for o in model.graph.output)
+    return model
+
+
 @pytest.mark.parametrize("arch,width,height", [("yolov4-tiny", 416, 416), ("yolov4-tiny-3l", 320, 192),
                                                ("yolov4", 320, 192)])
-def test_fp16_export_within_1e_2(arch_files, tmp_path, arch, width, height):
-    """Run in ONNX Runtime's CPU provider: float16 weights and float16 tensors between operators
-    (it runs operators without a float16 kernel in float32 between Casts)."""
+def test_fp16_export_within_1e_2_in_onnxruntime(arch_files, tmp_path, arch, width, height):
+    """ONNX Runtime's CPU provider takes the float16 model as it is; where the CPU has no float16
+    kernels (x86 without AVX512-FP16) it computes in float32 on the float16-rounded weights."""
     cfg, weights = arch_files(arch, width, height)
     with dn.Network(cfg, weights) as net:
         path = net.export_onnx(tmp_path / "fp16.onnx", fp16=True)
         total = candidates(net)
-        model = check_graph(path, {"boxes": [1, total, 4], "scores": [1, total, 2]})
-        conv_weights = [t for t in model.graph.initializer if re.fullmatch(r"l\d+_w_\d+", t.name)]
-        assert conv_weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in conv_weights)
-        assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-        assert all(o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for o in model.graph.output)
+        check_graph(path, {"boxes": [1, total, 4], "scores": [1, total, 2]})
+        fp16_model_checks(path)
         blob = blob_of(net)
         got = run_onnx(path, blob)
         boxes, scores = engine_decoded(net, blob)
     assert got["boxes"].dtype == np.float32
     np.testing.assert_allclose(got["boxes"], boxes, rtol=0, atol=1e-2)
     np.testing.assert_allclose(got["scores"], scores, rtol=0, atol=1e-2)
-    assert np.abs(got["scores"] - scores).max() > 0  # it really computed in float16
+    assert np.abs(got["scores"] - scores).max() > 0  # the weights really are float16
+
+
+@pytest.mark.parametrize("arch,width,height", [("yolov4-tiny", 160, 96), ("yolov4", 96, 64)])
+def test_fp16_arithmetic_within_1e_2_in_the_onnx_reference_evaluator(tmp_path, arch, width, height):
+    """onnx.reference (the onnx project's NumPy implementation of every operator) keeps float16
+    tensors between operators: float16 arithmetic, whatever the CPU."""
+    from onnx.reference import ReferenceEvaluator
+
+    from conftest import write_arch_cfg
+
+    cfg = write_arch_cfg(tmp_path, arch, width=width, height=height)
+    weights = write_random_weights(cfg, tmp_path / "w.weights")
+    with dn.Network(cfg, weights) as net:
+        path = net.export_onnx(tmp_path / "fp16.onnx", fp16=True)
+        model = fp16_model_checks(path)
+        blob = blob_of(net)
+        boxes, scores = engine_decoded(net, blob)
+    evaluator = ReferenceEvaluator(model)
+    first_conv = next(n.output[0] for n in model.graph.node if n.op_type == "Conv")
+    got_boxes, got_scores, inner = evaluator.run(["boxes", "scores", first_conv], {"images": blob})
+    assert inner.dtype == np.float16
+    np.testing.assert_allclose(got_boxes, boxes, rtol=0, atol=1e-2)
+    np.testing.assert_allclose(got_scores, scores, rtol=0, atol=1e-2)
+    assert np.abs(got_boxes - boxes).max() > 1e-5  # float16 rounding shows: this is not float32
 
 
 # --------------------------------------------------------------------------- layer options
