@@ -10,7 +10,12 @@ from .errors import CfgError, DarknetError, DarknetIOError, ShapeError, StateErr
 def _preload_blas() -> None:
     # The extension links libscipy_openblas.so with an rpath that only works when
     # both packages sit in one site-packages; loading it here by absolute path
-    # makes editable installs and unusual layouts work as well.
+    # makes editable installs and unusual layouts work as well. A wheel repaired by
+    # auditwheel carries its own copy in darknet_py.libs/ (found through its rpath):
+    # preloading the other copy globally would shadow it.
+    bundled = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "darknet_py.libs")
+    if os.path.isdir(bundled):
+        return
     try:
         import scipy_openblas32
     except ImportError:
