@@ -51,6 +51,9 @@ def check_blas_loaded() -> None:
     with open("/proc/self/maps", encoding="utf-8") as maps:
         loaded = {line.split()[-1] for line in maps if pattern.search(line.rstrip())}
     assert loaded, "no scipy-openblas32 library is mapped after importing darknet_py"
+    bundled = Path(darknet_py.__file__).resolve().parent.parent / "darknet_py.libs"
+    if bundled.is_dir():  # a repaired wheel: its own copy, and only that one, serves the engine
+        assert all(Path(p).parent == bundled for p in loaded), f"a second OpenBLAS beside {bundled}: {loaded}"
     print("OpenBLAS:", ", ".join(sorted(loaded)))
 
 

@@ -291,8 +291,12 @@ def test_stopbackward_on_last_backbone_conv() -> None:
     marked = [i for i, (_, values) in enumerate(sections) if "stopbackward" in values]
     assert marked == [104]
     assert sections[104][1]["filters"] == "1024" and sections[105][1]["activation"] == "leaky"
+    for tiny in ("yolov4-tiny", "yolov4-tiny-3l"):  # the conv after the last CSP block's maxpool
+        sections = layers(tiny, stopbackward=800)
+        assert [i for i, (_, values) in enumerate(sections) if "stopbackward" in values] == [26]
+        assert sections[25][0] == "maxpool" and sections[26][1]["filters"] == "512"
     with pytest.raises(ShapeError, match="stopbackward"):
-        build_cfg("yolov4-tiny", stopbackward=800)
+        build_cfg("yolov3-tiny", stopbackward=800)
 
 
 @pytest.mark.parametrize("arch, options, name", [

@@ -17,7 +17,7 @@ from .errors import (
 )
 from .evaluate import ClassAP, MapResult, average_precision, coco_map, compute_map, evaluate
 from .onnx_export import export_onnx
-from .network import DarknetWarning, LayerInfo, NetParams, Network, TrainStats, gpu_available, gpu_count
+from .network import DarknetWarning, LayerInfo, NetParams, Network, TrainStats, gpu_available, gpu_count, partial
 from .train import NonFiniteLossError, TrainHistory, TrainProgress, TrainResult, learning_rate_at, train
 
 __version__ = "0.1.0"
@@ -58,5 +58,6 @@ __all__ = [
     "gpu_count",
     "kmeans_anchors",
     "learning_rate_at",
+    "partial",
     "train",
 ]

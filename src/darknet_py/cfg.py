@@ -200,7 +200,7 @@ def _yolov4_tiny_body(net: _Layers, head: _HeadFn, *, three_scales: bool) -> Non
     net.conv(32, 3, stride=2)
     net.conv(64, 3, stride=2)
     merged = [_tiny_csp(net, filters) for filters in (64, 128, 256)]
-    net.conv(512, 3)
+    net.backbone_end = net.conv(512, 3)
     lateral = net.conv(256, 1)
     head(512)
     _upsample_merge(net, lateral, 128, merged[2])
@@ -632,7 +632,7 @@ def build_cfg(arch: str, options: Optional[CfgOptions] = None, **overrides: obje
     assert heads_written() == len(spec.masks), "architecture body must emit every mask"
     if opts.stopbackward is not None:
         if layers.backbone_end is None:
-            raise ShapeError(f"stopbackward is only supported for yolov4, not {arch}")
+            raise ShapeError(f"stopbackward is supported for yolov4, yolov4-tiny and yolov4-tiny-3l, not {arch}")
         iterations = _check_int("stopbackward", opts.stopbackward, 1)
         layers.sections[layers.backbone_end][1]["stopbackward"] = str(iterations)
 

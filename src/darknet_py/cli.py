@@ -6,6 +6,7 @@
     darknet-py detector train DATA CFG [WEIGHTS] [-map] [-clear] [-dont_show]
     darknet-py detector map DATA CFG WEIGHTS [-points 0] [-iou_thresh 0.5] [-thresh 0.25]
     darknet-py detector test DATA CFG WEIGHTS IMAGE [-thresh 0.25] [-ext_output]
+    darknet-py partial CFG WEIGHTS OUT N
     darknet-py export CFG WEIGHTS [-o OUT.onnx] [--opset 17] [--batch 1] [--dynamic-batch] [--raw] [--fp16]
     darknet-py demo [--out DIR] [--quick]
 
@@ -34,7 +35,7 @@ from .detect import Detection
 from .drawing import draw_detections
 from .errors import DarknetError, DarknetIOError
 from .evaluate import evaluate
-from .network import Network
+from .network import Network, partial
 from .train import TrainResult, train
 
 PROG = "darknet-py"
@@ -185,6 +186,12 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_partial(args: argparse.Namespace) -> int:
+    path = partial(args.cfg, args.weights, args.out, args.layers)
+    print(f"written: {path} (the first {args.layers} layers of {args.weights}, seen = 0)")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .onnx_export import export_onnx
 
@@ -297,6 +304,15 @@ def _add_detector(subparsers: argparse._SubParsersAction, common: argparse.Argum
                    help="image with boxes to write (default predictions.jpg, as darknet)")
 
 
+def _add_partial(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = _leaf(subparsers, "partial", cmd_partial,
+              "darknet's partial: the first N layers' weights (e.g. yolov4.conv.137), seen reset to 0.", common)
+    p.add_argument("cfg", type=Path, help=".cfg file the weights belong to")
+    p.add_argument("weights", type=Path, help=".weights file")
+    p.add_argument("out", type=Path, help="the partial .weights to write")
+    p.add_argument("layers", type=non_negative_int, help="how many layers to keep (N)")
+
+
 def _add_export(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = _leaf(subparsers, "export", cmd_export,
               "Write the network as an ONNX model (ONNX Runtime, OpenVINO, TensorRT, OpenCV 5).", common)
@@ -329,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_crowdhuman(subparsers, common)
     _add_detector(subparsers, common)
+    _add_partial(subparsers, common)
     _add_export(subparsers, common)
     _add_demo(subparsers, common)
     return parser

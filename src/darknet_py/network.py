@@ -176,6 +176,13 @@ def _layer_info(index: int, raw) -> LayerInfo:  # noqa: ANN001 - a cffi struct
     )
 
 
+def partial(cfg: PathLike, weights: PathLike, out: PathLike, layers: int) -> Path:
+    """darknet's `./darknet partial CFG WEIGHTS OUT N`: the parameters of the first `layers`
+    layers of `weights` (read through `cfg`) written to `out`, with `seen` = 0."""
+    with Network(cfg, weights) as net:
+        return net.save_weights(out, layers=layers)
+
+
 class Network:
     """A darknet network held by the C engine.
 
@@ -313,11 +320,21 @@ class Network:
         self.layers_loaded = loaded[0]
         return self.layers_loaded
 
-    def save_weights(self, path: PathLike) -> Path:
-        """Write darknet .weights (version 0.2.5); written to a temporary file, then renamed."""
+    def save_weights(self, path: PathLike, layers: Optional[int] = None) -> Path:
+        """Write darknet .weights (version 0.2.5); written to a temporary file, then renamed.
+
+        `layers=N` writes only the first N layers' parameters with `seen` reset to 0, as
+        darknet's `partial` command (e.g. yolov4.conv.137): a start for training a cfg whose
+        first N layers match, whatever its classes."""
         path = Path(path)
+        if layers is not None and (isinstance(layers, bool) or not isinstance(layers, (int, np.integer))
+                                   or not 0 <= layers <= len(self.layers)):
+            raise ShapeError(f"layers must be an integer in [0, {len(self.layers)}], got {layers!r}")
         with replacing(path) as temporary, self._lock:
-            check(lib.dn_network_save_weights(self._live(), os.fsencode(temporary)))
+            if layers is None:
+                check(lib.dn_network_save_weights(self._live(), os.fsencode(temporary)))
+            else:
+                check(lib.dn_network_save_partial(self._live(), os.fsencode(temporary), int(layers)))
         return path
 
     def get_parameter(self, layer: int, kind: str) -> np.ndarray:

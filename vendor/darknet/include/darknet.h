@@ -130,6 +130,9 @@ uint64_t dn_network_seen(const dn_network *net);
 dn_status dn_network_load_weights(dn_network *net, const char *path, int *layers_loaded);
 /* Write version 0.2.5 weights with a 64-bit `seen`. */
 dn_status dn_network_save_weights(const dn_network *net, const char *path);
+/* darknet's `partial`: the parameters of layers [0, layers) only, `seen` written as 0. Such a
+ * file loads into any cfg whose first `layers` layers match (other classes included). */
+dn_status dn_network_save_partial(const dn_network *net, const char *path, int layers);
 
 /*
  * Forward `n` images (1 <= n <= batch), input shaped (n, c, h, w), values

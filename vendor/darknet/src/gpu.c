@@ -317,7 +317,7 @@ dn_status dn_gpu_update(dn_network *net, float learning_rate, float momentum, fl
     TRY(enter(net));
     cudaStream_t s = net->gpu->stream;
     const float step = learning_rate / (float)batch;
-    for (int i = 0; i < net->n; ++i) {
+    for (int i = net->frozen_through + 1; i < net->n; ++i) { /* as dn_network_update: frozen layers stay */
         const dn_layer *l = &net->layers[i];
         const gpu_layer *g = &net->gpu->layers[i];
         if (l->type != DN_LAYER_CONVOLUTIONAL) continue;
@@ -527,8 +527,8 @@ dn_status dn_gpu_backward(dn_network *net, float *input_delta, int n, int iterat
             TRY(dev_alloc((void **)&g->input_delta, input_size(net), sizeof(float), "allocating the input gradient"));
         CU(cudaMemsetAsync(g->input_delta, 0, in_count * sizeof(float), g->stream), "clearing the input gradient");
     }
-    for (int i = net->n - 1; i >= 0; --i) {
-        if (net->layers[i].stopbackward > iteration) break;
+    const int frozen = dn_frozen_through(net, iteration);
+    for (int i = net->n - 1; i > frozen; --i) {
         const float *input = i == 0 ? g->input : g->layers[i - 1].output;
         float *in_delta = i == 0 ? (input_delta ? g->input_delta : NULL) : g->layers[i - 1].delta;
         TRY(backward_layer(net, i, input, in_delta, n));

@@ -121,6 +121,8 @@ struct dn_network {
     size_t workspace_size;
     int training_ready;       /* training buffers allocated */
     int train;                /* the current forward runs in training mode */
+    int frozen_through;       /* layers 0..frozen_through got no gradient in the last training step
+                               * (stopbackward) and update() leaves them as they are; -1: none */
     const float *input;       /* the current forward's input (for the first layer's backward) */
     dn_log_fn log;
     void *log_user;
@@ -129,6 +131,10 @@ struct dn_network {
     struct dn_gpu *gpu;       /* device twin of the network; NULL while it runs on the CPU */
 #endif
 };
+
+/* network.c: the highest layer whose stopbackward is still in force at `iteration` (no gradient
+ * reaches it or any layer below it), or -1. */
+int dn_frozen_through(const struct dn_network *net, int iteration);
 
 /* parse.c: build the layer list from a cfg (allocations included). */
 dn_status dn_parse_network(const dn_cfg *cfg, struct dn_network *net);

@@ -66,6 +66,7 @@ dn_status dn_network_create(const char *cfg_path, int batch, uint64_t seed, dn_l
     dn_network *net = dn_calloc(1, sizeof *net);
     if (!net) return dn_fail(DN_ERR_MEMORY, "out of memory");
     net->batch = batch;
+    net->frozen_through = -1;
     net->rng.state = seed;
     net->log = log;
     net->log_user = log_user;
@@ -359,13 +360,20 @@ static void zero_deltas(dn_network *net, int n)
         memset(net->layers[i].delta, 0, (size_t)n * net->layers[i].outputs * sizeof(float));
 }
 
+int dn_frozen_through(const dn_network *net, int iteration)
+{
+    for (int i = net->n - 1; i >= 0; --i)
+        if (net->layers[i].stopbackward > iteration) return i;
+    return -1;
+}
+
 /* Back-propagate from the deltas already in the layers; `input_delta` (may be NULL) receives
- * -dL/d(input). Stops at a layer whose stopbackward is still in force at `iteration`. */
+ * -dL/d(input). Stops above the layers frozen by stopbackward at `iteration`. */
 static void run_backward(dn_network *net, float *input_delta, int n, int iteration)
 {
-    for (int i = net->n - 1; i >= 0; --i) {
+    const int frozen = dn_frozen_through(net, iteration);
+    for (int i = net->n - 1; i > frozen; --i) {
         dn_layer *l = &net->layers[i];
-        if (l->stopbackward > iteration) break;
         const float *input = i == 0 ? net->input : net->layers[i - 1].output;
         float *in_delta = i == 0 ? input_delta : net->layers[i - 1].delta;
         switch (l->type) {
@@ -486,6 +494,7 @@ dn_status dn_network_train_step(dn_network *net, const float *input, const float
     if (!truths || max_truths < 1) return dn_fail(DN_ERR_ARGUMENT, "truths must hold at least one row per image");
     st = ensure_training(net);
     if (st != DN_OK) return st;
+    net->frozen_through = dn_frozen_through(net, iteration);
 #ifdef DN_GPU
     if (net->gpu) {
         net->input = input;
@@ -559,7 +568,8 @@ dn_status dn_network_update(dn_network *net, float learning_rate, float momentum
 #ifdef DN_GPU
     if (net->gpu) return dn_gpu_update(net, learning_rate, momentum, decay, batch_images);
 #endif
-    for (int i = 0; i < net->n; ++i)
+    /* frozen layers got no gradient: no decay or momentum step either, so they stay exactly as loaded */
+    for (int i = net->frozen_through + 1; i < net->n; ++i)
         if (net->layers[i].type == DN_LAYER_CONVOLUTIONAL)
             dn_convolutional_update(&net->layers[i], learning_rate, momentum, decay, batch_images);
     return DN_OK;

@@ -95,10 +95,9 @@ static int write_floats(FILE *f, const float *src, size_t count)
     return fwrite(src, sizeof(float), count, f) == count;
 }
 
-dn_status dn_network_save_weights(const dn_network *net, const char *path)
+/* Version 0.2.5 weights of layers [0, layers) with `seen` in the header. */
+static dn_status write_weights(const dn_network *net, const char *path, int layers, uint64_t seen)
 {
-    dn_clear_error();
-    if (!net || !path) return dn_fail(DN_ERR_ARGUMENT, "dn_network_save_weights: NULL argument");
 #ifdef DN_GPU
     if (net->gpu) { /* the device holds the current parameters */
         dn_status pulled = dn_gpu_pull_params(net, -1);
@@ -108,9 +107,8 @@ dn_status dn_network_save_weights(const dn_network *net, const char *path)
     FILE *f = fopen(path, "wb");
     if (!f) return dn_fail(DN_ERR_IO, "%s: cannot write weights: %s", path, strerror(errno));
     const int32_t version[3] = {0, 2, 5};
-    const uint64_t seen = net->seen;
     int ok = fwrite(version, sizeof(int32_t), 3, f) == 3 && fwrite(&seen, sizeof seen, 1, f) == 1;
-    for (int i = 0; ok && i < net->n; ++i) {
+    for (int i = 0; ok && i < layers; ++i) {
         const dn_layer *l = &net->layers[i];
         if (l->type != DN_LAYER_CONVOLUTIONAL) continue;
         ok = write_floats(f, l->biases, (size_t)l->filters);
@@ -126,4 +124,20 @@ dn_status dn_network_save_weights(const dn_network *net, const char *path)
     }
     if (!ok) return dn_fail(DN_ERR_IO, "%s: writing weights failed: %s", path, strerror(saved_errno));
     return DN_OK;
+}
+
+dn_status dn_network_save_weights(const dn_network *net, const char *path)
+{
+    dn_clear_error();
+    if (!net || !path) return dn_fail(DN_ERR_ARGUMENT, "dn_network_save_weights: NULL argument");
+    return write_weights(net, path, net->n, net->seen);
+}
+
+dn_status dn_network_save_partial(const dn_network *net, const char *path, int layers)
+{
+    dn_clear_error();
+    if (!net || !path) return dn_fail(DN_ERR_ARGUMENT, "dn_network_save_partial: NULL argument");
+    if (layers < 0 || layers > net->n)
+        return dn_fail(DN_ERR_ARGUMENT, "partial: %d layers asked of a network of %d", layers, net->n);
+    return write_weights(net, path, layers, 0);
 }
