@@ -315,7 +315,17 @@ def _sigint_at(*iterations: int) -> Callable[[int], float]:
     return loss
 
 
-def test_first_ctrl_c_finishes_the_iteration_and_keeps_the_resume_state(fake):
+@pytest.fixture
+def default_sigint():
+    """Python's own SIGINT handler for the test, whatever this process inherited: a shell job
+    started in the background (`nohup ... &`) runs with SIGINT ignored, and then train() rightly
+    leaves the disposition alone. Restored afterwards."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_first_ctrl_c_finishes_the_iteration_and_keeps_the_resume_state(fake, default_sigint):
     FakeNetwork.params = make_params(max_batches=50, batch=2, subdivisions=1)
     FakeNetwork.loss = staticmethod(_sigint_at(5))
     with pytest.raises(KeyboardInterrupt):
@@ -326,7 +336,7 @@ def test_first_ctrl_c_finishes_the_iteration_and_keeps_the_resume_state(fake):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
-def test_second_ctrl_c_stops_inside_the_iteration_without_resume_state(fake):
+def test_second_ctrl_c_stops_inside_the_iteration_without_resume_state(fake, default_sigint):
     FakeNetwork.params = make_params(max_batches=50, subdivisions=3)
     fake.run(max_batches=2)  # leaves a state that the interrupted run must not leave stale
     FakeNetwork.loss = staticmethod(_sigint_at(5))  # all 3 steps of iteration 6 send one

@@ -21,7 +21,7 @@ import numpy as np
 
 from ._atomic import replacing
 from ._typing import PathLike
-from .errors import DarknetIOError, DataError
+from .errors import DarknetIOError, DataError, quote
 from .imagesize import image_size
 from .synthesize import SynthesisSummary, synthesize
 
@@ -86,7 +86,7 @@ def _box(value: Any, where: str) -> Box:
         raise DataError(f"{where}: expected [x, y, w, h] (4 numbers), got {got}")
     for item in value:
         if not _is_number(item) or not math.isfinite(item):
-            raise DataError(f"{where}: expected a finite number, got {item!r}")
+            raise DataError(f"{where}: expected a finite number, got {quote(item)}")
     x, y, w, h = (float(v) for v in value)
     return x, y, w, h
 
@@ -96,7 +96,7 @@ def _flags(value: Any, where: str) -> Mapping[str, Any]:
         raise DataError(f"{where}: expected an object, got {type(value).__name__}")
     for key in ("ignore", "occ", "unsure"):
         if key in value and not _is_number(value[key]):
-            raise DataError(f"{where}.{key}: expected a number, got {value[key]!r}")
+            raise DataError(f"{where}.{key}: expected a number, got {quote(value[key])}")
     return value
 
 
@@ -105,7 +105,7 @@ def _gtbox(entry: Any, where: str) -> GtBox:
         raise DataError(f"{where}: expected an object, got {type(entry).__name__}")
     tag = entry.get("tag")
     if tag is not None and not isinstance(tag, str):
-        raise DataError(f"{where}.tag: expected a string, got {tag!r}")
+        raise DataError(f"{where}.tag: expected a string, got {quote(tag)}")
     boxes = {name: _box(entry[name], f"{where}.{name}") for name in ("hbox", "fbox", "vbox") if name in entry}
     flags = {name: _flags(entry[name], f"{where}.{name}") for name in ("head_attr", "extra") if name in entry}
     return GtBox(tag=tag, **boxes, **flags)
@@ -113,10 +113,10 @@ def _gtbox(entry: Any, where: str) -> GtBox:
 
 def _image_id(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise DataError(f"{where}: expected a non-empty string, got {value!r}")
+        raise DataError(f"{where}: expected a non-empty string, got {quote(value)}")
     # The ID becomes a file name and a line of a list file.
     if value in (".", "..") or any(c in value for c in "/\\\n\r\0"):
-        raise DataError(f"{where}: {value!r} cannot be used as a file name")
+        raise DataError(f"{where}: {quote(value)} cannot be used as a file name")
     return value
 
 
@@ -293,7 +293,7 @@ def _claim(out_dir: Path, relative_paths: list[str]) -> None:
     if foreign:
         raise DarknetIOError(
             f"{out_dir}: {len(foreign)} file(s) that prepare() did not write are in the way, "
-            f"e.g. {foreign[0]!r}; move them or choose another out_dir")
+            f"e.g. {quote(foreign[0])}; move them or choose another out_dir")
     _atomic_write_text(out_dir / MANIFEST, "".join(f"{p}\n" for p in sorted(owned | set(relative_paths))))
 
 
@@ -360,13 +360,16 @@ def _split_images(odgt: Path, images_dir: Path, rules: _Rules, limit: Optional[i
             break
         where = f"{record.path}:{record.line}"
         if record.id in seen:
-            raise DataError(f"{where}: field 'ID': {record.id!r} already appears at {seen[record.id]}")
+            raise DataError(f"{where}: field 'ID': {quote(record.id)} already appears at {seen[record.id]}")
         seen[record.id] = where
         source = images_dir / f"{record.id}.jpg"
         if not source.is_file():
             missing.append(record.id)
             continue
-        size = image_size(source)
+        try:
+            size = image_size(source)
+        except DataError:  # a header claiming an absurd size: as unreadable as a broken file
+            size = None
         if size is None:
             unreadable.append(record.id)
             continue

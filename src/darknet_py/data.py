@@ -23,6 +23,7 @@ from .augment import (Augmentation, Crop, augment_image, boxes_in_tile, draw_cro
                       place_boxes, tile_for_quadrant)
 from .datafile import label_path_for, read_labels
 from .errors import DarknetIOError, DataError, ShapeError, StateError
+from .imagesize import check_jpeg_header
 
 __all__ = ["Augmentation", "Batch", "BatchLoader"]
 
@@ -52,6 +53,7 @@ def _default_warn(message: str) -> None:
 def read_image(path: Path) -> np.ndarray:
     """An image file as uint8 HWC BGR (greyscale and alpha images become 3 channels, as
     darknet's imread(IMREAD_COLOR)); DataError naming the file when it cannot be read."""
+    check_jpeg_header(path)  # an absurd size in the header is refused before any allocation
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         reason = "not found" if not path.exists() else "cannot be read as an image"

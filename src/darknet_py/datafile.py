@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 
 from ._typing import PathLike
-from .errors import DarknetIOError, DataError
+from .errors import DarknetIOError, DataError, quote
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def read_data_file(path: PathLike) -> DataConfig:
         if not line or line[0] in "#;":
             continue
         if "=" not in line:
-            raise DataError(f"{path}:{number}: expected 'key = value', got {line!r}")
+            raise DataError(f"{path}:{number}: expected 'key = value', got {quote(line)}")
         key, value = (part.strip() for part in line.split("=", 1))
         values.setdefault(key, (value, number))  # darknet: the first occurrence wins
     base = path.parent
@@ -74,7 +74,7 @@ def read_data_file(path: PathLike) -> DataConfig:
         raise DataError(f"{path}: missing 'classes = N'")
     classes_text, classes_line = values["classes"]
     if not re.fullmatch(r"\d+", classes_text) or int(classes_text) < 1:
-        raise DataError(f"{path}:{classes_line}: classes must be a positive integer, got {classes_text!r}")
+        raise DataError(f"{path}:{classes_line}: classes must be a positive integer, got {quote(classes_text)}")
     classes = int(classes_text)
 
     def optional_path(key: str) -> Optional[Path]:
@@ -130,14 +130,14 @@ def read_labels(path: PathLike) -> np.ndarray:
         if not fields:
             continue
         if len(fields) != 5:
-            raise DataError(f"{path}:{number}: expected 'class cx cy w h', got {raw.strip()!r}")
+            raise DataError(f"{path}:{number}: expected 'class cx cy w h', got {quote(raw.strip())}")
         try:
             values = [float(v) for v in fields]
         except ValueError:
-            raise DataError(f"{path}:{number}: not a number in {raw.strip()!r}") from None
+            raise DataError(f"{path}:{number}: not a number in {quote(raw.strip())}") from None
         if not values[0].is_integer() or values[0] < 0:
-            raise DataError(f"{path}:{number}: class id must be a non-negative integer, got {fields[0]!r}")
+            raise DataError(f"{path}:{number}: class id must be a non-negative integer, got {quote(fields[0])}")
         if not all(np.isfinite(values)):
-            raise DataError(f"{path}:{number}: non-finite value in {raw.strip()!r}")
+            raise DataError(f"{path}:{number}: non-finite value in {quote(raw.strip())}")
         rows.append(values)
     return np.asarray(rows, dtype=np.float32).reshape(-1, 5)

@@ -9,6 +9,11 @@ import struct
 from typing import BinaryIO, Optional
 
 from ._typing import PathLike
+from .errors import DataError
+
+# Images larger than this are refused before anything is allocated for their pixels: OpenCV's own
+# default limit (CV_IO_MAX_IMAGE_PIXELS), 1 gigapixel, 3 GiB as BGR.
+MAX_IMAGE_PIXELS = 1 << 30
 
 
 # Start-of-frame markers carry the frame size: baseline, extended, progressive and
@@ -61,17 +66,29 @@ def jpeg_size(f: BinaryIO) -> Optional[tuple[int, int]]:
         f.seek(length - 2, os.SEEK_CUR)
 
 
-def image_size(path: PathLike) -> Optional[tuple[int, int]]:
-    """(width, height) in pixels, or None when the file cannot be read as an image.
-
-    JPEGs are measured from their header; other formats (or JPEGs whose header this
-    reader does not understand) are decoded with OpenCV.
-    """
+def check_jpeg_header(path: PathLike) -> Optional[tuple[int, int]]:
+    """The size in a JPEG's header (None for another format or a damaged header, and when the
+    file cannot be opened); DataError naming the file when it claims more than
+    MAX_IMAGE_PIXELS, so that nothing tries to allocate its pixels."""
     try:
         with open(path, "rb") as f:
             size = jpeg_size(f)
     except OSError:
         return None
+    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise DataError(f"{path}: the JPEG header claims {size[0]}x{size[1]} pixels, more than the "
+                        f"{MAX_IMAGE_PIXELS} this reader accepts")
+    return size
+
+
+def image_size(path: PathLike) -> Optional[tuple[int, int]]:
+    """(width, height) in pixels, or None when the file cannot be read as an image; DataError
+    when its header claims more than MAX_IMAGE_PIXELS.
+
+    JPEGs are measured from their header; other formats (or JPEGs whose header this
+    reader does not understand) are decoded with OpenCV (which has its own size limit).
+    """
+    size = check_jpeg_header(path)
     if size is not None:
         return size
     import cv2  # only for the rare non-JPEG file

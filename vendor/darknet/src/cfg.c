@@ -70,10 +70,11 @@ static dn_status parse_line(dn_cfg *cfg, const char *text, size_t length, int li
     trim(&begin, &end);
     if (begin == end) return DN_OK;
 
+    char q[DN_QUOTE_SIZE];
     if (*begin == '[') {
         if (end[-1] != ']')
-            return dn_fail(DN_ERR_CFG, "%s:%d: section header without ']': '%.*s'", cfg->path, line,
-                           (int)(end - begin), begin);
+            return dn_fail(DN_ERR_CFG, "%s:%d: section header without ']': %s", cfg->path, line,
+                           dn_quote(q, begin, (size_t)(end - begin)));
         const char *name_begin = begin + 1, *name_end = end - 1;
         trim(&name_begin, &name_end);
         if (name_begin == name_end)
@@ -90,18 +91,18 @@ static dn_status parse_line(dn_cfg *cfg, const char *text, size_t length, int li
 
     const char *equals = memchr(begin, '=', (size_t)(end - begin));
     if (!equals)
-        return dn_fail(DN_ERR_CFG, "%s:%d: expected 'key=value' or '[section]', got '%.*s'", cfg->path,
-                       line, (int)(end - begin), begin);
+        return dn_fail(DN_ERR_CFG, "%s:%d: expected 'key=value' or '[section]', got %s", cfg->path, line,
+                       dn_quote(q, begin, (size_t)(end - begin)));
     if (cfg->count == 0)
-        return dn_fail(DN_ERR_CFG, "%s:%d: option '%.*s' before the first [section]", cfg->path, line,
-                       (int)(end - begin), begin);
+        return dn_fail(DN_ERR_CFG, "%s:%d: option %s before the first [section]", cfg->path, line,
+                       dn_quote(q, begin, (size_t)(end - begin)));
     const char *key_begin = begin, *key_end = equals;
     const char *value_begin = equals + 1, *value_end = end;
     trim(&key_begin, &key_end);
     trim(&value_begin, &value_end);
     if (key_begin == key_end)
-        return dn_fail(DN_ERR_CFG, "%s:%d: option without a name: '%.*s'", cfg->path, line,
-                       (int)(end - begin), begin);
+        return dn_fail(DN_ERR_CFG, "%s:%d: option without a name: %s", cfg->path, line,
+                       dn_quote(q, begin, (size_t)(end - begin)));
     dn_section *s = &cfg->sections[cfg->count - 1];
     if (!grow((void **)&s->options, &s->capacity, s->count, sizeof(dn_option)))
         return dn_fail(DN_ERR_MEMORY, "%s: out of memory reading the cfg", cfg->path);
@@ -210,9 +211,10 @@ int dn_opt_int(dn_options *o, const char *key, int fallback)
 {
     dn_option *opt = find(o, key);
     long v;
+    char q[DN_QUOTE_SIZE];
     if (!opt) return fallback;
     if (!parse_long(opt->value, &v) || v < -2147483647L || v > 2147483647L) {
-        dn_opt_error(o, key, "option '%s': '%s' is not an integer", key, opt->value);
+        dn_opt_error(o, key, "option '%s': %s is not an integer", key, dn_quote_str(q, opt->value));
         return fallback;
     }
     return (int)v;
@@ -222,9 +224,10 @@ float dn_opt_float(dn_options *o, const char *key, float fallback)
 {
     dn_option *opt = find(o, key);
     float v;
+    char q[DN_QUOTE_SIZE];
     if (!opt) return fallback;
     if (!parse_float(opt->value, &v)) {
-        dn_opt_error(o, key, "option '%s': '%s' is not a number", key, opt->value);
+        dn_opt_error(o, key, "option '%s': %s is not a number", key, dn_quote_str(q, opt->value));
         return fallback;
     }
     return v;
@@ -243,7 +246,7 @@ static int parse_list(dn_options *o, const char *key, void *dst, int capacity, i
     if (!opt) return -1;
     int count = 0;
     const char *p = opt->value;
-    char item[64];
+    char item[64], q[DN_QUOTE_SIZE];
     while (*p) {
         const char *comma = strchr(p, ',');
         const char *end = comma ? comma : p + strlen(p);
@@ -257,7 +260,7 @@ static int parse_list(dn_options *o, const char *key, void *dst, int capacity, i
                 return -1;
             }
             if ((size_t)(e - b) >= sizeof item) {
-                dn_opt_error(o, key, "option '%s': value '%.*s' is too long", key, (int)(e - b), b);
+                dn_opt_error(o, key, "option '%s': value %s is too long", key, dn_quote(q, b, (size_t)(e - b)));
                 return -1;
             }
             memcpy(item, b, (size_t)(e - b));
@@ -271,7 +274,7 @@ static int parse_list(dn_options *o, const char *key, void *dst, int capacity, i
                 ((int *)dst)[count] = (int)v;
             }
             if (!ok) {
-                dn_opt_error(o, key, "option '%s': '%s' is not %s", key, item,
+                dn_opt_error(o, key, "option '%s': %s is not %s", key, dn_quote_str(q, item),
                              is_float ? "a number" : "an integer");
                 return -1;
             }

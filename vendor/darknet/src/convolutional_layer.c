@@ -1,6 +1,7 @@
 /* [convolutional]: grouped convolution as im2col + GEMM, batch norm, bias, activation. */
 #include "internal.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define BN_EPSILON 0.00001f
@@ -31,11 +32,16 @@ dn_status dn_convolutional_setup(dn_layer *l, dn_options *o, struct dn_network *
         const char *value = dn_opt_str(o, key, "0");
         int is_default = strcmp(value, "0") == 0 || ((strcmp(key, "dilation") == 0 || strncmp(key, "stride_", 7) == 0) &&
                                                      strcmp(value, "1") == 0);
-        if (!is_default) dn_opt_error(o, key, "option '%s=%s' is not supported by this engine", key, value);
+        if (!is_default) {
+            char option[DN_QUOTE_SIZE + 32], q[DN_QUOTE_SIZE];
+            snprintf(option, sizeof option, "%s=%s", key, value);
+            dn_opt_error(o, key, "option %s is not supported by this engine", dn_quote_str(q, option));
+        }
     }
     if (o->status != DN_OK) return o->status;
     if (!dn_activation_from_name(activation, &l->activation)) {
-        dn_opt_error(o, "activation", "unknown activation '%s'", activation);
+        char q[DN_QUOTE_SIZE];
+        dn_opt_error(o, "activation", "unknown activation %s", dn_quote_str(q, activation));
         return o->status;
     }
     if (l->filters < 1) dn_opt_error(o, "filters", "filters must be >= 1, got %d", l->filters);
@@ -43,6 +49,10 @@ dn_status dn_convolutional_setup(dn_layer *l, dn_options *o, struct dn_network *
     if (l->stride < 1) dn_opt_error(o, "stride", "stride must be >= 1, got %d", l->stride);
     if (l->pad < 0) dn_opt_error(o, "padding", "padding must be >= 0, got %d", l->pad);
     if (l->groups < 1) dn_opt_error(o, "groups", "groups must be >= 1, got %d", l->groups);
+    if (l->filters > DN_MAX_CHANNELS) dn_opt_error(o, "filters", "filters must be at most %d, got %d", DN_MAX_CHANNELS, l->filters);
+    if (l->size > DN_MAX_SIDE) dn_opt_error(o, "size", "size must be at most %d, got %d", DN_MAX_SIDE, l->size);
+    if (l->stride > DN_MAX_SIDE) dn_opt_error(o, "stride", "stride must be at most %d, got %d", DN_MAX_SIDE, l->stride);
+    if (l->pad > DN_MAX_SIDE) dn_opt_error(o, "padding", "padding must be at most %d, got %d", DN_MAX_SIDE, l->pad);
     if (o->status != DN_OK) return o->status;
     if (l->c % l->groups || l->filters % l->groups)
         dn_opt_error(o, "groups", "groups=%d must divide the input channels (%d) and filters (%d)", l->groups,
@@ -51,7 +61,13 @@ dn_status dn_convolutional_setup(dn_layer *l, dn_options *o, struct dn_network *
         dn_opt_error(o, "size", "kernel %dx%d does not fit the %dx%d input", l->size, l->size, l->w, l->h);
     if (o->status != DN_OK) return o->status;
 
-    l->nweights = (size_t)l->filters * (l->c / l->groups) * l->size * l->size;
+    size_t per_filter;
+    if (!dn_mul_within((size_t)(l->c / l->groups) * l->size, (size_t)l->size, DN_MAX_LAYER_WEIGHTS, &per_filter) ||
+        !dn_mul_within(per_filter, (size_t)l->filters, DN_MAX_LAYER_WEIGHTS, &l->nweights)) {
+        dn_opt_error(o, "filters", "filters=%d x %d input channels x %dx%d kernel is more than %zu weights", l->filters,
+                     l->c / l->groups, l->size, l->size, DN_MAX_LAYER_WEIGHTS);
+        return o->status;
+    }
     l->weights = dn_calloc(l->nweights, sizeof(float));
     l->biases = dn_calloc((size_t)l->filters, sizeof(float));
     if (l->batch_normalize) {

@@ -58,6 +58,30 @@ void dn_opt_error(dn_options *o, const char *key, const char *fmt, ...)
 /* The line of `key` in this section, or of the section header when absent. */
 int dn_opt_line(const dn_options *o, const char *key);
 
+/*
+ * ---- limits on sizes read from a cfg (or asked for by resize / batch) ----
+ * Checked before any size is multiplied or allocated, so that a hostile or mistyped file is a
+ * DN_ERR_CFG naming the option, never an integer overflow or an attempt at terabytes. Each is
+ * far above what darknet's YOLO networks use (yolov4: 1024 filters, 9.4M weights in its largest
+ * layer, 64M in all; 608x608 inputs).
+ */
+#define DN_MAX_SIDE 65536                        /* width, height, kernel size, stride, padding */
+#define DN_MAX_CHANNELS 65536                    /* channels and filters of any layer */
+#define DN_MAX_CLASSES 65536                     /* [yolo] classes */
+#define DN_MAX_BOXES 65536                       /* [yolo] max (truths per image) */
+#define DN_MAX_LAYER_FLOATS ((size_t)1 << 30)    /* one image's input or output of one layer (4 GiB) */
+#define DN_MAX_LAYER_WEIGHTS ((size_t)1 << 27)   /* weights of one [convolutional] (512 MiB) */
+#define DN_MAX_NETWORK_WEIGHTS ((size_t)1 << 28) /* weights of all layers together (1 GiB) */
+#define DN_MAX_BUFFER_FLOATS ((size_t)1 << 32)   /* any one buffer: batch x a layer, the workspace (16 GiB) */
+
+/* a * b into *out when it fits in `limit`; 0 (and *out untouched) when not. */
+static inline int dn_mul_within(size_t a, size_t b, size_t limit, size_t *out)
+{
+    if (a != 0 && b > limit / a) return 0;
+    *out = a * b;
+    return 1;
+}
+
 /* ---- layers ---- */
 typedef struct dn_layer dn_layer;
 
@@ -123,7 +147,10 @@ struct dn_network {
     int train;                /* the current forward runs in training mode */
     int frozen_through;       /* layers 0..frozen_through got no gradient in the last training step
                                * (stopbackward) and update() leaves them as they are; -1: none */
-    const float *input;       /* the current forward's input (for the first layer's backward) */
+    const float *input;       /* the last training forward's input (train_input), NULL when backward
+                                 has nothing to read (no training forward yet, or resized since) */
+    float *train_input;       /* the engine's own copy of that input: batch images, re-made on resize */
+    int train_n;              /* images in the last training forward */
     dn_log_fn log;
     void *log_user;
     char *cfg_path;
@@ -164,6 +191,11 @@ void dn_yolo_forward(dn_layer *l, const float *input, int n);
 /* Allocate a layer's output for net->batch images. */
 dn_status dn_layer_alloc_output(dn_layer *l, int batch);
 
+/* Whether a layer whose shape was just set fits the DN_MAX_* limits for `batch` images: 0 when
+ * it does, else 1 (the layer itself is too large: `why` says which figure) or 2 (the layer fits
+ * but `batch` copies of a buffer do not). Also sets l->inputs and l->outputs. */
+int dn_layer_size_problem(dn_layer *l, int batch, char *why, size_t why_size);
+
 /* Backward passes: l->delta holds -dL/d(output); each adds -dL/d(input) into input_delta
  * (NULL for the first layer) and accumulates its parameter updates. */
 void dn_convolutional_backward(dn_layer *l, struct dn_network *net, const float *input, float *input_delta, int n);
@@ -179,7 +211,7 @@ void dn_yolo_deltas(dn_layer *l, const struct dn_network *net, const float *trut
 /* Shapes from l->w, l->h, l->c (set-up and resize); 0 when the input is too small. */
 int dn_convolutional_reshape(dn_layer *l);
 int dn_maxpool_reshape(dn_layer *l);
-void dn_upsample_reshape(dn_layer *l);
+int dn_upsample_reshape(dn_layer *l);
 
 /* activations.c: delta *= f'(x) where x is the activation's input */
 void dn_gradient_array(const float *x, size_t n, dn_activation a, float *delta);

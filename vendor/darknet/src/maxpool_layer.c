@@ -16,6 +16,9 @@ dn_status dn_maxpool_setup(dn_layer *l, dn_options *o)
     if (l->size < 1) dn_opt_error(o, "size", "size must be >= 1, got %d", l->size);
     if (l->stride < 1) dn_opt_error(o, "stride", "stride must be >= 1, got %d", l->stride);
     if (l->pad < 0) dn_opt_error(o, "padding", "padding must be >= 0, got %d", l->pad);
+    if (l->size > DN_MAX_SIDE) dn_opt_error(o, "size", "size must be at most %d, got %d", DN_MAX_SIDE, l->size);
+    if (l->stride > DN_MAX_SIDE) dn_opt_error(o, "stride", "stride must be at most %d, got %d", DN_MAX_SIDE, l->stride);
+    if (l->pad > DN_MAX_SIDE) dn_opt_error(o, "padding", "padding must be at most %d, got %d", DN_MAX_SIDE, l->pad);
     if (o->status != DN_OK) return o->status;
     if (!dn_maxpool_reshape(l))
         dn_opt_error(o, "size", "window %dx%d does not fit the %dx%d input", l->size, l->size, l->w, l->h);

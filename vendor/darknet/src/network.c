@@ -1,6 +1,7 @@
 /* The network handle: creation from a cfg, forward orchestration, accessors. */
 #include "internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,42 @@ dn_status dn_layer_alloc_output(dn_layer *l, int batch)
         return dn_fail(DN_ERR_MEMORY, "out of memory for layer %d's output (%zu floats)", l->index,
                        (size_t)batch * l->outputs);
     return DN_OK;
+}
+
+int dn_layer_size_problem(dn_layer *l, int batch, char *why, size_t why_size)
+{
+    if (l->w < 1 || l->h < 1 || l->c < 1 || l->out_w < 1 || l->out_h < 1 || l->out_c < 1 || l->w > DN_MAX_SIDE ||
+        l->h > DN_MAX_SIDE || l->out_w > DN_MAX_SIDE || l->out_h > DN_MAX_SIDE) {
+        snprintf(why, why_size, "input %dx%dx%d or output %dx%dx%d is outside [1, %d] pixels", l->w, l->h, l->c,
+                 l->out_w, l->out_h, l->out_c, DN_MAX_SIDE);
+        return 1;
+    }
+    if (l->c > DN_MAX_CHANNELS * 8 || l->out_c > DN_MAX_CHANNELS) {
+        snprintf(why, why_size, "%d output channels are more than %d", l->out_c, DN_MAX_CHANNELS);
+        return 1;
+    }
+    size_t plane, inputs, outputs;
+    if (!dn_mul_within((size_t)l->w * l->h, (size_t)l->c, DN_MAX_LAYER_FLOATS, &inputs) ||
+        !dn_mul_within((size_t)l->out_w, (size_t)l->out_h, DN_MAX_LAYER_FLOATS, &plane) ||
+        !dn_mul_within(plane, (size_t)l->out_c, DN_MAX_LAYER_FLOATS, &outputs)) {
+        snprintf(why, why_size, "%dx%dx%d -> %dx%dx%d is more than %zu values per image", l->w, l->h, l->c,
+                 l->out_w, l->out_h, l->out_c, DN_MAX_LAYER_FLOATS);
+        return 1;
+    }
+    l->inputs = inputs;
+    l->outputs = outputs;
+    size_t all;
+    if (!dn_mul_within(outputs > inputs ? outputs : inputs, (size_t)batch, DN_MAX_BUFFER_FLOATS, &all)) {
+        snprintf(why, why_size, "batch=%d images of %zu values are more than %zu", batch,
+                 outputs > inputs ? outputs : inputs, DN_MAX_BUFFER_FLOATS);
+        return 2;
+    }
+    if (l->type == DN_LAYER_CONVOLUTIONAL && dn_convolutional_workspace(l) > DN_MAX_BUFFER_FLOATS) {
+        snprintf(why, why_size, "its im2col workspace (%zu values) is more than %zu", dn_convolutional_workspace(l),
+                 DN_MAX_BUFFER_FLOATS);
+        return 1;
+    }
+    return 0;
 }
 
 static void free_training_buffers(dn_layer *l)
@@ -49,6 +86,7 @@ void dn_network_free(dn_network *net)
 #endif
     for (int i = 0; i < net->n && net->layers; ++i) free_layer(&net->layers[i]);
     free(net->layers);
+    free(net->train_input);
     free(net->workspace);
     free(net->cfg_path);
     free(net);
@@ -182,7 +220,6 @@ static dn_status check_images(const dn_network *net, const void *input, int n)
 static void run_forward(dn_network *net, const float *input, int n, int train)
 {
     net->train = train;
-    net->input = input;
     const float *x = input;
     for (int i = 0; i < net->n; ++i) {
         dn_layer *l = &net->layers[i];
@@ -204,6 +241,7 @@ dn_status dn_network_forward(dn_network *net, const float *input, int n)
     dn_clear_error();
     dn_status st = check_images(net, input, n);
     if (st != DN_OK) return st;
+    net->input = NULL; /* the layers now hold an inference pass: nothing to back-propagate */
 #ifdef DN_GPU
     if (net->gpu) return dn_gpu_forward(net, input, n, 0);
 #endif
@@ -326,8 +364,17 @@ static int alloc_training_buffers(dn_layer *l, int batch)
     return ok;
 }
 
+static size_t input_floats(const dn_network *net)
+{
+    return (size_t)net->batch * net->params.channels * net->params.height * net->params.width;
+}
+
 static dn_status ensure_training(dn_network *net)
 {
+    if (!net->train_input) {
+        net->train_input = dn_calloc(input_floats(net), sizeof(float));
+        if (!net->train_input) return dn_fail(DN_ERR_MEMORY, "out of memory for the training input copy");
+    }
 #ifdef DN_GPU
     /* the device half may have failed (out of memory) after the host half succeeded */
     if (net->training_ready && net->gpu) return dn_gpu_ensure_training(net);
@@ -337,6 +384,13 @@ static dn_status ensure_training(dn_network *net)
         dn_layer *l = &net->layers[i];
         int ok = alloc_training_buffers(l, net->batch);
         if (l->type == DN_LAYER_CONVOLUTIONAL) {
+            /* a retry after an out-of-memory failure part-way must not leak the first attempt's */
+            free(l->weight_updates);
+            free(l->bias_updates);
+            free(l->scale_updates);
+            free(l->bn_mean);
+            free(l->bn_variance);
+            l->weight_updates = l->bias_updates = l->scale_updates = l->bn_mean = l->bn_variance = NULL;
             l->weight_updates = alloc_floats(l->nweights, &ok);
             l->bias_updates = alloc_floats((size_t)l->filters, &ok);
             if (l->batch_normalize) {
@@ -387,20 +441,28 @@ static void run_backward(dn_network *net, float *input_delta, int n, int iterati
     }
 }
 
+/* The input of a training forward, copied: backward reads it after the caller's call returned
+ * (and the caller's buffer may be a temporary, or change). */
+static const float *keep_training_input(dn_network *net, const float *input, int n)
+{
+    const size_t per_image = (size_t)net->params.channels * net->params.height * net->params.width;
+    memcpy(net->train_input, input, (size_t)n * per_image * sizeof(float));
+    net->input = net->train_input;
+    net->train_n = n;
+    return net->train_input;
+}
+
 dn_status dn_network_forward_train(dn_network *net, const float *input, int n)
 {
     dn_clear_error();
     dn_status st = check_images(net, input, n);
     if (st == DN_OK) st = ensure_training(net);
     if (st != DN_OK) return st;
+    const float *kept = keep_training_input(net, input, n);
 #ifdef DN_GPU
-    if (net->gpu) {
-        net->input = input; /* only a marker here: the device keeps its own copy */
-        return dn_gpu_forward(net, input, n, 1);
-    }
+    if (net->gpu) return dn_gpu_forward(net, kept, n, 1); /* the device copies it once more */
 #endif
-    run_forward(net, input, n, 1);
-    net->input = input;
+    run_forward(net, kept, n, 1);
     return DN_OK;
 }
 
@@ -427,7 +489,10 @@ dn_status dn_network_backward(dn_network *net, const float *top_grad, float *inp
     dn_status st = check_images(net, top_grad, n);
     if (st != DN_OK) return st;
     if (!net->training_ready || !net->input)
-        return dn_fail(DN_ERR_STATE, "dn_network_backward needs a dn_network_forward_train first");
+        return dn_fail(DN_ERR_STATE, "dn_network_backward needs a dn_network_forward_train first (since the "
+                                     "last inference forward or resize)");
+    if (n != net->train_n)
+        return dn_fail(DN_ERR_ARGUMENT, "backward for %d images after a forward_train of %d", n, net->train_n);
 #ifdef DN_GPU
     if (net->gpu) return gpu_backward(net, top_grad, input_grad, n);
 #endif
@@ -495,17 +560,16 @@ dn_status dn_network_train_step(dn_network *net, const float *input, const float
     st = ensure_training(net);
     if (st != DN_OK) return st;
     net->frozen_through = dn_frozen_through(net, iteration);
+    const float *kept = keep_training_input(net, input, n);
 #ifdef DN_GPU
     if (net->gpu) {
-        net->input = input;
-        st = dn_gpu_forward(net, input, n, 1);
+        st = dn_gpu_forward(net, kept, n, 1);
         if (st == DN_OK) st = dn_gpu_zero_deltas(net, n);
         if (st != DN_OK) return st;
     } else
 #endif
     {
-        run_forward(net, input, n, 1);
-        net->input = input;
+        run_forward(net, kept, n, 1);
         zero_deltas(net, n);
     }
     dn_train_stats total;
@@ -596,7 +660,7 @@ static dn_status reshape_layers(dn_network *net, int width, int height)
         switch (l->type) {
         case DN_LAYER_CONVOLUTIONAL: ok = dn_convolutional_reshape(l); break;
         case DN_LAYER_MAXPOOL: ok = dn_maxpool_reshape(l); break;
-        case DN_LAYER_UPSAMPLE: dn_upsample_reshape(l); break;
+        case DN_LAYER_UPSAMPLE: ok = dn_upsample_reshape(l); break;
         case DN_LAYER_ROUTE: {
             const dn_layer *first = &net->layers[l->input_layers[0]];
             for (int k = 1; k < l->num_inputs; ++k) {
@@ -623,8 +687,10 @@ static dn_status reshape_layers(dn_network *net, int width, int height)
         if (!ok)
             return dn_fail(DN_ERR_ARGUMENT, "%s: input %dx%d does not fit layer %d (cfg line %d)", net->cfg_path, width,
                            height, i, l->cfg_line);
-        l->inputs = (size_t)l->w * l->h * l->c;
-        l->outputs = (size_t)l->out_w * l->out_h * l->out_c;
+        char why[256];
+        if (dn_layer_size_problem(l, net->batch, why, sizeof why))
+            return dn_fail(DN_ERR_ARGUMENT, "%s: input %dx%d is too large for layer %d (cfg line %d): %s", net->cfg_path,
+                           width, height, i, l->cfg_line, why);
         w = l->out_w;
         h = l->out_h;
         c = l->out_c;
@@ -636,8 +702,14 @@ dn_status dn_network_resize(dn_network *net, int width, int height)
 {
     dn_clear_error();
     if (!net) return dn_fail(DN_ERR_ARGUMENT, "network is NULL");
-    if (width < 1 || height < 1) return dn_fail(DN_ERR_ARGUMENT, "resize to %dx%d: sizes must be positive", width, height);
+    if (width < 1 || height < 1 || width > DN_MAX_SIDE || height > DN_MAX_SIDE)
+        return dn_fail(DN_ERR_ARGUMENT, "resize to %dx%d: sizes must be in [1, %d]", width, height, DN_MAX_SIDE);
+    size_t in_floats;
+    if (!dn_mul_within((size_t)width * height, (size_t)net->params.channels, DN_MAX_LAYER_FLOATS, &in_floats))
+        return dn_fail(DN_ERR_ARGUMENT, "resize to %dx%d: %dx%dx%d is more than %zu values per image", width, height,
+                       width, height, net->params.channels, DN_MAX_LAYER_FLOATS);
     const int old_w = net->params.width, old_h = net->params.height;
+    net->input = NULL; /* the layers' training state no longer matches any input */
     dn_status st = reshape_layers(net, width, height);
     if (st != DN_OK) {
         reshape_layers(net, old_w, old_h); /* the old size fitted before */
@@ -660,7 +732,8 @@ dn_status dn_network_resize(dn_network *net, int width, int height)
     free(net->workspace);
     net->workspace = bigger;
     net->workspace_size = workspace;
-    net->input = NULL;
+    free(net->train_input); /* re-made at the new size by the next training call */
+    net->train_input = NULL;
 #ifdef DN_GPU
     if (net->gpu) return dn_gpu_resize(net);
 #endif

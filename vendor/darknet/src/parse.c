@@ -20,6 +20,18 @@ static const char *const unsupported_sections[] = {
     "sam", "gaussian_yolo", "contrastive", "empty", "silence", "implicit_add", "implicit_mul",
     "deconvolutional", "deconv", "normalization", "l2norm", "logistic", "activation"};
 
+/* A section name for a message: as it is when it is plain ([a-z0-9_]), else dn_quote'd. */
+static const char *quote_section(char *buf, const char *name)
+{
+    size_t n = strlen(name);
+    int plain = n > 0 && n <= DN_QUOTE_CHARS;
+    for (size_t i = 0; plain && i < n; ++i)
+        plain = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') || name[i] == '_';
+    if (!plain) return dn_quote(buf, name, n);
+    memcpy(buf, name, n + 1);
+    return buf;
+}
+
 static int section_type(const char *name, dn_layer_type *out)
 {
     for (size_t i = 0; i < sizeof section_types / sizeof section_types[0]; ++i) {
@@ -40,10 +52,11 @@ static int is_unsupported_section(const char *name)
 
 static void warn_unused(const dn_cfg *cfg, const dn_section *s, struct dn_network *net)
 {
+    char q[DN_QUOTE_SIZE];
     for (int i = 0; i < s->count; ++i)
         if (!s->options[i].used)
-            dn_log(net->log, net->log_user, DN_LOG_WARNING, "%s:%d: [%s] unknown option '%s' ignored", cfg->path,
-                   s->options[i].line, s->name, s->options[i].key);
+            dn_log(net->log, net->log_user, DN_LOG_WARNING, "%s:%d: [%s] unknown option %s ignored", cfg->path,
+                   s->options[i].line, s->name, dn_quote_str(q, s->options[i].key));
 }
 
 static dn_status parse_net_section(dn_options *o, dn_net_params *p)
@@ -82,11 +95,21 @@ static dn_status parse_net_section(dn_options *o, dn_net_params *p)
     } else if (strcmp(policy, "poly") == 0) {
         p->policy = DN_POLICY_POLY;
     } else {
-        dn_opt_error(o, "policy", "learning-rate policy '%s' is not supported (use steps, constant or poly)", policy);
+        char q[DN_QUOTE_SIZE];
+        dn_opt_error(o, "policy", "learning-rate policy %s is not supported (use steps, constant or poly)",
+                     dn_quote_str(q, policy));
     }
     if (p->width < 1 || p->height < 1 || p->channels < 1)
         dn_opt_error(o, p->width < 1 ? "width" : p->height < 1 ? "height" : "channels",
                      "width, height and channels must be positive (got %dx%dx%d)", p->width, p->height, p->channels);
+    else if (p->width > DN_MAX_SIDE || p->height > DN_MAX_SIDE)
+        dn_opt_error(o, p->width > DN_MAX_SIDE ? "width" : "height", "width and height must be at most %d (got %dx%d)",
+                     DN_MAX_SIDE, p->width, p->height);
+    else if (p->channels > DN_MAX_CHANNELS)
+        dn_opt_error(o, "channels", "channels must be at most %d, got %d", DN_MAX_CHANNELS, p->channels);
+    else if ((size_t)p->width * p->height * p->channels > DN_MAX_LAYER_FLOATS)
+        dn_opt_error(o, "width", "an input of %dx%dx%d is more than %zu values", p->width, p->height, p->channels,
+                     DN_MAX_LAYER_FLOATS);
     if (p->batch < 1) dn_opt_error(o, "batch", "batch must be >= 1, got %d", p->batch);
     if (p->subdivisions < 1 || p->subdivisions > p->batch)
         dn_opt_error(o, "subdivisions", "subdivisions must be in [1, batch=%d], got %d", p->batch, p->subdivisions);
@@ -109,9 +132,10 @@ static dn_status setup_layer(dn_layer *l, dn_options *o, struct dn_network *net)
 dn_status dn_parse_network(const dn_cfg *cfg, struct dn_network *net)
 {
     dn_section *first = &cfg->sections[0];
+    char q[DN_QUOTE_SIZE];
     if (strcmp(first->name, "net") != 0 && strcmp(first->name, "network") != 0)
         return dn_fail(DN_ERR_CFG, "%s:%d: the first section must be [net], found [%s]", cfg->path, first->line,
-                       first->name);
+                       quote_section(q, first->name));
     dn_options net_options = {cfg, first, DN_OK};
     dn_status st = parse_net_section(&net_options, &net->params);
     if (st != DN_OK) return st;
@@ -123,6 +147,7 @@ dn_status dn_parse_network(const dn_cfg *cfg, struct dn_network *net)
     if (!net->layers) return dn_fail(DN_ERR_MEMORY, "out of memory for %d layers", net->n);
 
     int w = net->params.width, h = net->params.height, c = net->params.channels;
+    size_t weights = 0;
     for (int i = 0; i < net->n; ++i) {
         dn_section *s = &cfg->sections[i + 1];
         dn_layer *l = &net->layers[i];
@@ -130,7 +155,7 @@ dn_status dn_parse_network(const dn_cfg *cfg, struct dn_network *net)
             if (strcmp(s->name, "net") == 0 || strcmp(s->name, "network") == 0)
                 return dn_fail(DN_ERR_CFG, "%s:%d: a second [%s] section", cfg->path, s->line, s->name);
             return dn_fail(DN_ERR_CFG, "%s:%d: %s section [%s]", cfg->path, s->line,
-                           is_unsupported_section(s->name) ? "unsupported" : "unknown", s->name);
+                           is_unsupported_section(s->name) ? "unsupported" : "unknown", quote_section(q, s->name));
         }
         l->index = i;
         l->cfg_line = s->line;
@@ -145,8 +170,17 @@ dn_status dn_parse_network(const dn_cfg *cfg, struct dn_network *net)
         if (l->type == DN_LAYER_YOLO && i == 0)
             return dn_fail(DN_ERR_CFG, "%s:%d: [yolo] cannot be the first layer", cfg->path, s->line);
         warn_unused(cfg, s, net);
-        l->inputs = (size_t)l->w * l->h * l->c;
-        l->outputs = (size_t)l->out_w * l->out_h * l->out_c;
+        char why[256];
+        switch (dn_layer_size_problem(l, net->batch, why, sizeof why)) {
+        case 1: return dn_fail(DN_ERR_CFG, "%s:%d: [%s] layer %d is too large: %s", cfg->path, s->line, s->name, i, why);
+        case 2: return dn_fail(DN_ERR_ARGUMENT, "%s:%d: [%s] layer %d: %s", cfg->path, s->line, s->name, i, why);
+        }
+        if (l->type == DN_LAYER_CONVOLUTIONAL) {
+            weights += l->nweights;
+            if (weights > DN_MAX_NETWORK_WEIGHTS)
+                return dn_fail(DN_ERR_CFG, "%s:%d: [%s] layer %d brings the network's weights to %zu, more than %zu",
+                               cfg->path, s->line, s->name, i, weights, DN_MAX_NETWORK_WEIGHTS);
+        }
         st = dn_layer_alloc_output(l, net->batch);
         if (st != DN_OK) return st;
         w = l->out_w;

@@ -16,7 +16,8 @@ dn_status dn_shortcut_setup(dn_layer *l, dn_options *o, struct dn_network *net)
         return o->status;
     }
     if (!dn_activation_from_name(activation, &l->activation)) {
-        dn_opt_error(o, "activation", "unknown activation '%s'", activation);
+        char q[DN_QUOTE_SIZE];
+        dn_opt_error(o, "activation", "unknown activation %s", dn_quote_str(q, activation));
         return o->status;
     }
     const int index = from[0] < 0 ? l->index + from[0] : from[0];

@@ -10,15 +10,20 @@ dn_status dn_upsample_setup(dn_layer *l, dn_options *o)
         dn_opt_error(o, "stride", "stride must be >= 1 (downsampling is not supported), got %d", l->upsample_stride);
         return o->status;
     }
-    dn_upsample_reshape(l);
-    return DN_OK;
+    if (!dn_upsample_reshape(l))
+        dn_opt_error(o, "stride", "stride=%d makes the %dx%d input larger than %d pixels", l->upsample_stride, l->w, l->h,
+                     DN_MAX_SIDE);
+    return o->status;
 }
 
-void dn_upsample_reshape(dn_layer *l)
+int dn_upsample_reshape(dn_layer *l)
 {
+    if ((long long)l->w * l->upsample_stride > DN_MAX_SIDE || (long long)l->h * l->upsample_stride > DN_MAX_SIDE)
+        return 0;
     l->out_w = l->w * l->upsample_stride;
     l->out_h = l->h * l->upsample_stride;
     l->out_c = l->c;
+    return 1;
 }
 
 void dn_upsample_forward(dn_layer *l, const float *input, int n)

@@ -14,7 +14,8 @@ static int parse_enum(dn_options *o, const char *key, const char *fallback, cons
             return 1;
         }
     }
-    dn_opt_error(o, key, "unknown %s '%s'", key, value);
+    char q[DN_QUOTE_SIZE];
+    dn_opt_error(o, key, "unknown %s %s", key, dn_quote_str(q, value));
     return 0;
 }
 
@@ -48,10 +49,12 @@ dn_status dn_yolo_setup(dn_layer *l, dn_options *o)
     int anchors = dn_opt_float_list(o, "anchors", l->anchors, 64);
     if (o->status != DN_OK) return o->status;
 
-    if (l->classes < 1) dn_opt_error(o, "classes", "classes must be >= 1, got %d", l->classes);
+    if (l->classes < 1 || l->classes > DN_MAX_CLASSES)
+        dn_opt_error(o, "classes", "classes must be in [1, %d], got %d", DN_MAX_CLASSES, l->classes);
     if (l->total_anchors < 1 || l->total_anchors > 32)
         dn_opt_error(o, "num", "num must be in [1, 32], got %d", l->total_anchors);
-    if (l->max_boxes < 1) dn_opt_error(o, "max", "max must be >= 1, got %d", l->max_boxes);
+    if (l->max_boxes < 1 || l->max_boxes > DN_MAX_BOXES)
+        dn_opt_error(o, "max", "max must be in [1, %d], got %d", DN_MAX_BOXES, l->max_boxes);
     if (o->status != DN_OK) return o->status;
     if (masks < 0) {
         masks = l->total_anchors > 16 ? 16 : l->total_anchors;
