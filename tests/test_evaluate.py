@@ -310,7 +310,7 @@ def perfect_detections(dataset=DATASET) -> dict:
 
 
 def test_evaluate_perfect_detections_give_map_one(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(sys.modules["darknet_py.evaluate"], "is_terminal", lambda stream: True)
+    monkeypatch.setattr("darknet_py.progress.is_terminal", lambda stream: True)
     data = write_dataset(tmp_path)
     net = FakeNetwork(2, perfect_detections())
     result = evaluate(data, None, None, network=net, batch=2)
@@ -323,12 +323,17 @@ def test_evaluate_perfect_detections_give_map_one(tmp_path, capsys, monkeypatch)
     # 5 images in batches of 2, at darknet's map thresholds; a given network stays open.
     assert net.calls == [(2, 0.005, 0.45), (2, 0.005, 0.45), (1, 0.005, 0.45)]
     assert not net.closed
-    assert "5/5 images" in capsys.readouterr().err  # the bar, on a (pretend) terminal
+    err = capsys.readouterr().err  # tqdm's bar, on a (pretend) terminal
+    assert "\r" in err and "mAP" in err and "5/5" in err
 
 
-def test_evaluate_draws_no_bar_into_logs(tmp_path, capsys):
-    evaluate(write_dataset(tmp_path), None, None, network=FakeNetwork(2, perfect_detections()), batch=2)
-    assert capsys.readouterr().err == ""  # stderr is captured, not a terminal
+def test_evaluate_writes_plain_lines_into_logs_and_nothing_when_off(tmp_path, capsys):
+    data = write_dataset(tmp_path)
+    evaluate(data, None, None, network=FakeNetwork(2, perfect_detections()), batch=2)
+    err = capsys.readouterr().err  # stderr is captured, not a terminal: lines, no bar
+    assert "\r" not in err and err.splitlines() == ["mAP: 2/5 images", "mAP: 4/5 images", "mAP: 5/5 images"]
+    evaluate(data, None, None, network=FakeNetwork(2, perfect_detections()), batch=2, progress=False)
+    assert capsys.readouterr().err == ""
 
 
 def test_evaluate_missing_label_file_means_no_truths(tmp_path, capsys):

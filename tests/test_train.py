@@ -1,6 +1,7 @@
 """darknet_py.train: schedule, loop bookkeeping (with a fake network and loader), and the real engine."""
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -17,7 +18,7 @@ import pytest
 import darknet_py as dn
 from darknet_py.chart import draw_chart, save_chart
 from darknet_py.network import NetParams, TrainStats
-from darknet_py.progress import ProgressBar
+from darknet_py.progress import Progress
 import darknet_py.train  # noqa: F401 - loads the module that the function `dn.train` hides
 from darknet_py.train import (NonFiniteLossError, learning_rate_at, multiscale_size, numbered_period, state_path,
                               train)
@@ -456,16 +457,91 @@ def test_draw_chart_plots_loss_and_map(tmp_path):
     assert cv2.imread(str(path)) is not None
 
 
-def test_progress_bar_redraws_one_line(capsys):
-    import sys
+class FakeTerminal(io.StringIO):
+    """A stream that says it is a terminal, so progress draws its tqdm bar into it."""
 
-    bar = ProgressBar(4, prefix="x ", stream=sys.stderr, width=8)
-    bar.update(2, "long suffix")
-    bar.update(4)
-    bar.close()
-    bar.close()
-    err = capsys.readouterr().err
-    assert err == "\rx [====    ] 2/4 long suffix\rx [========] 4/4            \n"
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_a_tqdm_bar_on_a_terminal_lines_in_logs_nothing_when_off():
+    terminal = FakeTerminal()
+    with Progress(4, "x", stream=terminal) as bar:
+        assert bar.mode == "bar" and type(bar._bar).__module__.startswith("tqdm")
+        bar.update(2, "long suffix")
+        bar.print("a message")
+        bar.update(4)
+    drawn = terminal.getvalue()
+    assert "\r" in drawn and "2/4" in drawn and "4/4" in drawn and "long suffix" in drawn
+    assert "a message\n" in drawn
+
+    log = io.StringIO()  # not a terminal: whole lines, never a carriage return
+    with Progress(20, "x", stream=log, unit="images") as lines:
+        assert lines.mode == "lines"
+        for done in range(1, 21):
+            lines.update(done)
+        lines.update(21, line="a line of its own")
+    assert "\r" not in log.getvalue()
+    assert log.getvalue().splitlines() == [f"x: {n}/20 images" for n in (1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 20)] + [
+        "a line of its own"]
+
+    unknown = io.StringIO()
+    with Progress(None, "x", stream=unknown) as counting:
+        for done in range(1, 2500):
+            counting.update(done)
+    assert unknown.getvalue().splitlines() == ["x: 1 it", "x: 1001 it", "x: 2001 it"]
+
+    silent = FakeTerminal()
+    with Progress(4, "x", enabled=False, stream=silent) as off:
+        off.update(2)
+        off.print("nothing")
+    assert silent.getvalue() == ""
+
+
+def test_progress_is_a_widget_in_a_notebook(monkeypatch):
+    """In a Jupyter/Colab kernel tqdm.auto gives its notebook class (a widget where ipywidgets is)."""
+    import tqdm.auto
+
+    monkeypatch.setattr("darknet_py.progress.in_notebook", lambda: True)
+    made = []
+
+    class NotebookBar(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", NotebookBar)
+    log = io.StringIO()  # even though stderr is not a terminal there
+    with Progress(3, "train", stream=log) as bar:
+        assert bar.mode == "bar"
+        bar.update(3)
+    assert made and made[0]["total"] == 3
+
+
+def test_train_plot_shows_the_chart_inline_in_a_notebook(fake, monkeypatch):
+    shown = []
+
+    class FakeChart:
+        def show(self, image):
+            shown.append(image.shape)
+
+    monkeypatch.setattr(sys.modules["darknet_py.train"], "in_notebook", lambda: True)
+    monkeypatch.setattr(sys.modules["darknet_py.train"], "InlineChart", FakeChart)
+    FakeNetwork.params = make_params(max_batches=25)
+    fake.run(plot=10)
+    assert shown == [(600, 800, 3)] * 3  # iterations 10, 20 and the last, 25
+    shown.clear()
+    fake.run(plot=False)
+    assert shown == []
+    with pytest.raises(dn.ShapeError, match="plot must be"):
+        fake.run(plot=0)
+
+
+def test_train_plot_outside_a_notebook_warns_and_keeps_the_chart_file(fake):
+    FakeNetwork.params = make_params(max_batches=5)
+    with pytest.warns(dn.DarknetWarning, match="only in a Jupyter or Colab notebook.*chart.png"):
+        fake.run(plot=True)
+    assert (fake.backup / "chart.png").is_file()
 
 
 # --------------------------------------------------------------------------- the real engine

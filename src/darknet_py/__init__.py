@@ -4,6 +4,7 @@ from __future__ import annotations
 from . import cfg, crowdhuman
 from .anchors import AnchorResult, calc_anchors, kmeans_anchors
 from .detect import Detection
+from .drawing import draw_detections
 from .errors import (
     CfgError,
     DarknetError,
@@ -18,6 +19,7 @@ from .errors import (
 from .evaluate import ClassAP, MapResult, average_precision, coco_map, compute_map, evaluate
 from .onnx_export import export_onnx
 from .network import DarknetWarning, LayerInfo, NetParams, Network, TrainStats, gpu_available, gpu_count, partial
+from .video import VideoFrame, annotate_video
 from .train import NonFiniteLossError, TrainHistory, TrainProgress, TrainResult, learning_rate_at, train
 
 __version__ = "0.1.0"
@@ -44,14 +46,17 @@ __all__ = [
     "TrainProgress",
     "TrainResult",
     "TrainStats",
+    "VideoFrame",
     "WeightsError",
     "__version__",
+    "annotate_video",
     "average_precision",
     "calc_anchors",
     "cfg",
     "coco_map",
     "compute_map",
     "crowdhuman",
+    "draw_detections",
     "evaluate",
     "export_onnx",
     "gpu_available",

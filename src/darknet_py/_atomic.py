@@ -8,10 +8,13 @@ from typing import Iterator
 
 
 @contextmanager
-def replacing(path: Path) -> Iterator[Path]:
+def replacing(path: Path, *, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `path` to write; when the block succeeds it replaces
-    `path` (an atomic rename), and in any case it is gone afterwards. Errors propagate."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    `path` (an atomic rename), and in any case it is gone afterwards. Errors propagate.
+    `keep_suffix`: the temporary ends in `path`'s suffix too (for writers that choose the
+    format by the file name, such as OpenCV's VideoWriter)."""
+    tail = f".tmp{path.suffix}" if keep_suffix else ".tmp"
+    temporary = path.with_name(f".{path.name}.{os.getpid()}{tail}")
     if os.path.lexists(temporary):  # left by a writer that crashed: links cannot overwrite it
         os.unlink(temporary)
     try:

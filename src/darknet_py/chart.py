@@ -87,13 +87,43 @@ def draw_chart(loss_points: Sequence[tuple[int, float]], map_points: Sequence[tu
 def save_chart(path: PathLike, loss_points: Sequence[tuple[int, float]], map_points: Sequence[tuple[int, float]],
                max_batches: int, *, title: str = "") -> Path:
     """draw_chart() written to `path` as PNG: a temporary file in the same folder, then renamed."""
+    return write_png(path, draw_chart(loss_points, map_points, max_batches, title=title))
+
+
+def write_png(path: PathLike, image: np.ndarray) -> Path:
+    """`image` (BGR uint8) written to `path` as PNG atomically."""
     path = Path(path)
-    ok, encoded = cv2.imencode(".png", draw_chart(loss_points, map_points, max_batches, title=title))
+    ok, encoded = cv2.imencode(".png", image)
     if not ok:
-        raise DarknetIOError(f"{path}: OpenCV could not encode the chart")
+        raise DarknetIOError(f"{path}: OpenCV could not encode the image")
     try:
         with replacing(path) as temporary:
             temporary.write_bytes(encoded.tobytes())
     except OSError as exc:
         raise DarknetIOError(f"cannot write {path}: {exc.strerror}") from exc
     return path
+
+
+def show_inline(image: np.ndarray, handle=None):  # noqa: ANN001, ANN201 - IPython's DisplayHandle
+    """Show a BGR image in a Jupyter/Colab output cell; given the `handle` an earlier call
+    returned, replace that picture in place. Returns the handle."""
+    from IPython.display import Image, display
+
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise DarknetIOError("OpenCV could not encode the image")
+    picture = Image(data=encoded.tobytes(), format="png")
+    if handle is None:
+        return display(picture, display_id=True)
+    handle.update(picture)
+    return handle
+
+
+class InlineChart:
+    """The training chart in a notebook cell, redrawn in place by each show()."""
+
+    def __init__(self) -> None:
+        self._handle = None
+
+    def show(self, image: np.ndarray) -> None:
+        self._handle = show_inline(image, self._handle)

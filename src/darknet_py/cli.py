@@ -6,6 +6,7 @@
     darknet-py detector train DATA CFG [WEIGHTS] [-map] [-clear] [-dont_show]
     darknet-py detector map DATA CFG WEIGHTS [-points 0] [-iou_thresh 0.5] [-thresh 0.25]
     darknet-py detector test DATA CFG WEIGHTS IMAGE [-thresh 0.25] [-ext_output]
+    darknet-py detector demo DATA CFG WEIGHTS VIDEO|CAMERA [-out_filename out.mp4] [-thresh 0.25] [-dont_show]
     darknet-py partial CFG WEIGHTS OUT N
     darknet-py export CFG WEIGHTS [-o OUT.onnx] [--opset 17] [--batch 1] [--dynamic-batch] [--raw] [--fp16]
     darknet-py demo [--out DIR] [--quick]
@@ -203,6 +204,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_video(args: argparse.Namespace) -> int:
+    from .video import annotate_video
+
+    names = read_data_file(args.data).names
+    source = int(args.video) if args.video.isdigit() else args.video
+    with Network(args.cfg, args.weights, batch=args.batch, names=names) as net:
+        def report(frame) -> None:  # noqa: ANN001 - a VideoFrame
+            if args.ext_output or not args.quiet:
+                found = ", ".join(f"{d.name}: {100 * d.confidence:.0f}%" for d in frame.detections) or "-"
+                print(f"frame {frame.index}: {found}")
+
+        summary = annotate_video(net, source, args.out_filename, thresh=args.thresh, nms=args.nms,
+                                 max_frames=args.max_frames, on_frame=report)
+    print(f"{summary.frames} frames, {summary.detections} detections, FPS: {summary.fps:.1f}")
+    if summary.output is not None:
+        print(f"written: {summary.output}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     config = DemoConfig.quick(args.out) if args.quick else DemoConfig(out_dir=Path(args.out))
     run_demo(config)
@@ -258,7 +278,7 @@ def _add_crowdhuman(subparsers: argparse._SubParsersAction, common: argparse.Arg
 
 
 def _add_detector(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    group = subparsers.add_parser("detector", help="darknet's detector train|map|test|calc_anchors")
+    group = subparsers.add_parser("detector", help="darknet's detector train|map|test|demo|calc_anchors")
     commands = group.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     p = _leaf(commands, "calc_anchors", cmd_calc_anchors,
@@ -302,6 +322,23 @@ def _add_detector(subparsers: argparse._SubParsersAction, common: argparse.Argum
     _flag(p, "dont_show", action="store_true", help="accepted for darknet compatibility; no window is opened")
     p.add_argument("--out", type=Path, default=Path("predictions.jpg"),
                    help="image with boxes to write (default predictions.jpg, as darknet)")
+
+    p = _leaf(commands, "demo", cmd_video,
+              "Detect on a video file or camera: print each frame's detections and FPS, optionally write "
+              "the annotated video.", common)
+    p.add_argument("data", type=Path, help=".data file (for the class names)")
+    p.add_argument("cfg", type=Path, help=".cfg file")
+    p.add_argument("weights", type=Path, help=".weights file")
+    p.add_argument("video", help="video file, or a camera index such as 0")
+    _flag(p, "out_filename", type=Path, help="write the annotated video here (.mp4, .avi, .mkv, .mov)")
+    _flag(p, "thresh", type=fraction, default=0.25, help="confidence threshold (default 0.25)")
+    _flag(p, "nms", type=fraction, default=0.45, help="NMS IoU threshold (default 0.45)")
+    _flag(p, "ext_output", action="store_true", help="print every frame's detections (also without it, "
+                                                     "unless --quiet)")
+    _flag(p, "dont_show", action="store_true", help="accepted for darknet compatibility; no window is opened")
+    p.add_argument("--quiet", action="store_true", help="print only the summary")
+    p.add_argument("--batch", type=positive_int, default=4, help="frames per engine call (default 4)")
+    p.add_argument("--max-frames", type=positive_int, help="stop after this many frames (cameras)")
 
 
 def _add_partial(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -23,6 +23,7 @@ from ._atomic import replacing
 from ._typing import PathLike
 from .errors import DarknetIOError, DataError, quote
 from .imagesize import image_size
+from .progress import Progress
 from .synthesize import SynthesisSummary, synthesize
 
 Box = tuple[float, float, float, float]  # x, y, w, h in image pixels
@@ -351,13 +352,15 @@ def _check_out_dir(root: Path, out_dir: Path) -> None:
 
 
 def _split_images(odgt: Path, images_dir: Path, rules: _Rules, limit: Optional[int], seen: dict[str, str],
-                  kept: Counter, dropped: Counter, sizes: list, missing: list, unreadable: list) -> list[_Image]:
+                  kept: Counter, dropped: Counter, sizes: list, missing: list, unreadable: list,
+                  progress: Progress) -> list[_Image]:
     """Label text of every usable image of one `.odgt`, in file order."""
     images = []
     count = 0
     for count, record in enumerate(parse_odgt(odgt), start=1):
         if limit is not None and count > limit:
             break
+        progress.update(count)
         where = f"{record.path}:{record.line}"
         if record.id in seen:
             raise DataError(f"{where}: field 'ID': {quote(record.id)} already appears at {seen[record.id]}")
@@ -399,7 +402,7 @@ def prepare(root: PathLike, out_dir: PathLike, width: int = 416, height: int = 4
             min_size: float = 5, honour_ignore: bool = False, include_vbox: bool = False,
             limit: Optional[int] = None, absolute_paths: bool = True, link: str = "symlink",
             write_cfg: Optional[str] = None, cfg_options: Optional[Mapping[str, Any]] = None,
-            anchor_seed: int = 0) -> PrepareSummary:
+            anchor_seed: int = 0, progress: bool = True) -> PrepareSummary:
     """Turn a CrowdHuman folder into a darknet dataset.
 
     Reads `root/annotation_train.odgt`, `root/annotation_val.odgt` and `root/Images/<ID>.jpg`;
@@ -428,7 +431,8 @@ def prepare(root: PathLike, out_dir: PathLike, width: int = 416, height: int = 4
     boxes only with honour_ignore. Each box is clipped to its intersection with the image,
     then dropped when the clipped width or height, rescaled to width x height network
     pixels, is under min_size. `limit` keeps the first N records of each split.
-    Running it twice gives the same files; each file is written atomically.
+    Running it twice gives the same files; each file is written atomically. `progress`: tqdm
+    bars on a terminal (widgets in a notebook), counter lines in logs, nothing when False.
     """
     root, out_dir = Path(root), Path(out_dir)
     if write_cfg is not None and write_cfg not in CFG_CLUSTERS:
@@ -447,8 +451,9 @@ def prepare(root: PathLike, out_dir: PathLike, width: int = 416, height: int = 4
     seen: dict[str, str] = {}
     splits = {}
     for split in ("train", "val"):
-        splits[split] = _split_images(root / f"annotation_{split}.odgt", root / "Images", rules, limit, seen,
-                                      kept, dropped, sizes, missing, unreadable)
+        with Progress(limit, f"reading {split}", enabled=progress, unit="records") as bar:
+            splits[split] = _split_images(root / f"annotation_{split}.odgt", root / "Images", rules, limit, seen,
+                                          kept, dropped, sizes, missing, unreadable, bar)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg_name = [f"{write_cfg}-crowdhuman-{width}x{height}.cfg"] if write_cfg else []
@@ -458,9 +463,11 @@ def prepare(root: PathLike, out_dir: PathLike, width: int = 416, height: int = 4
     (out_dir / DATA_DIR).mkdir(exist_ok=True)
     (out_dir / "backup").mkdir(exist_ok=True)
 
-    for image in all_images:
-        _link(image.source, out_dir / DATA_DIR / f"{image.id}.jpg", link)
-        _atomic_write_text(out_dir / DATA_DIR / f"{image.id}.txt", image.label_text)
+    with Progress(len(all_images), "writing labels", enabled=progress, unit="images") as bar:
+        for done, image in enumerate(all_images, start=1):
+            _link(image.source, out_dir / DATA_DIR / f"{image.id}.jpg", link)
+            _atomic_write_text(out_dir / DATA_DIR / f"{image.id}.txt", image.label_text)
+            bar.update(done)
 
     def shown(relative: str) -> str:
         return str(out_dir.absolute() / relative) if absolute_paths else relative

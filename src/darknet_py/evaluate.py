@@ -36,7 +36,6 @@ one-class networks both orders agree.
 from __future__ import annotations
 
 import queue
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,7 @@ import numpy as np
 
 from .datafile import PathLike, label_path_for, read_data_file, read_image_list, read_labels
 from .errors import DataError, ShapeError
-from .progress import ProgressBar, is_terminal
+from .progress import Progress
 
 #: detector map's fixed detection threshold and NMS threshold (validate_detector_map).
 MAP_DETECTION_THRESH = 0.005
@@ -490,8 +489,7 @@ def _detections_array(detections: Sequence[Any]) -> np.ndarray:
 def _run_network(net: Any, paths: Sequence[Path], classes: int, batch: int, progress: bool) -> tuple[list, list]:
     truths: list[np.ndarray] = []
     detections: list[np.ndarray] = []
-    # a bar redrawn with \r belongs on a terminal only; in logs it would be noise
-    bar = ProgressBar(len(paths), prefix="mAP: ") if progress and is_terminal(sys.stderr) else None
+    bar = Progress(len(paths), "mAP", enabled=progress, unit="images")
     loader = _Prefetcher(paths, classes, depth=2 * batch)
     pending: list[_Sample] = []
 
@@ -500,8 +498,7 @@ def _run_network(net: Any, paths: Sequence[Path], classes: int, batch: int, prog
         truths.extend(s.truths for s in pending)
         detections.extend(_detections_array(r) for r in results)
         pending.clear()
-        if bar:
-            bar.update(len(truths), "images")
+        bar.update(len(truths))
 
     try:
         for sample in loader:
@@ -512,8 +509,7 @@ def _run_network(net: Any, paths: Sequence[Path], classes: int, batch: int, prog
             flush()
     finally:
         loader.close()
-        if bar:
-            bar.close()
+        bar.close()
     return truths, detections
 
 
@@ -537,7 +533,8 @@ def evaluate(
     `data/train.txt` otherwise). Detections: thresh .005, NMS .45, `batch` images per forward
     pass; letterbox follows the cfg (the Network's business). Truths come from the label files
     (missing file = no truths). `network` reuses a loaded Network (cfg and weights are then
-    ignored and it is not closed). `progress` draws a one-line bar on stderr.
+    ignored and it is not closed). `progress`: a tqdm bar on a terminal (a widget in a notebook),
+    counter lines in logs, nothing when False.
 
     Raises DataError for an unreadable image, a label class >= classes, or a Network whose
     class count differs from the `.data` file's.

@@ -64,6 +64,15 @@ def gpu_count() -> int:
     return int(lib.dn_gpu_count())
 
 
+def gpu_status() -> str:
+    """Whether a CUDA device is usable, and if not why, in one sentence: "1 CUDA device (driver
+    CUDA 13.0, runtime CUDA 13.0)", "no NVIDIA driver: ...", "the NVIDIA driver is too old: ...",
+    "no CUDA device: ...", or that darknet_py was built without CUDA."""
+    buf = ffi.new("char[]", 512)
+    lib.dn_gpu_status(buf, len(buf))
+    return ffi.string(buf).decode("utf-8", "replace")
+
+
 def _resolve_gpu(gpu: GpuChoice) -> int:
     """The device index for Network(gpu=...): -1 for the CPU."""
     if gpu is None:
@@ -73,9 +82,7 @@ def _resolve_gpu(gpu: GpuChoice) -> int:
             raise ShapeError(f"gpu must be None, 'auto' or a device index, got {gpu!r}")
         if lib.dn_gpu_available():
             return 0
-        reason = ("no usable CUDA device was found" if lib.dn_gpu_built()
-                  else "darknet_py was built without CUDA (DARKNET_PY_GPU=1)")
-        warnings.warn(f"gpu='auto': {reason}; running on the CPU", DarknetWarning, stacklevel=3)
+        warnings.warn(f"gpu='auto': {gpu_status()}; running on the CPU", DarknetWarning, stacklevel=3)
         return -1
     if isinstance(gpu, bool) or not isinstance(gpu, (int, np.integer)) or gpu < 0:
         raise ShapeError(f"gpu must be None, 'auto' or a device index >= 0, got {gpu!r}")
@@ -456,6 +463,15 @@ class Network:
                 _detect.nms(boxes, probs, nms, last.nms_kind, last.beta_nms)
             results.append(_detect.to_detections(boxes, probs, thresh, image.shape[1], image.shape[0], self.names))
         return results
+
+    def detect_video(self, source, *, thresh: float = 0.25, nms: float = 0.45,  # noqa: ANN001 - a VideoSource
+                     batch: Optional[int] = None, max_frames: Optional[int] = None):  # noqa: ANN201 - an iterator
+        """A generator of `darknet_py.video.VideoFrame` (index, BGR image, detections) for every
+        frame of a video file or camera index `source`, decoded by OpenCV and detected `batch`
+        frames per engine call (default: this network's batch). See darknet_py.video."""
+        from .video import detect_video
+
+        return detect_video(self, source, thresh=thresh, nms=nms, batch=batch, max_frames=max_frames)
 
     # ---- export ----
     def export_onnx(self, path: PathLike, *, opset: int = 17, batch: int = 1, dynamic_batch: bool = False,

@@ -13,7 +13,6 @@ import math
 import os
 import secrets
 import signal
-import sys
 import threading
 import tempfile
 import time
@@ -26,13 +25,13 @@ import numpy as np
 
 from ._atomic import replacing
 from ._typing import PathLike
-from .chart import save_chart
+from .chart import InlineChart, draw_chart, write_png
 from .data import Augmentation, BatchLoader
 from .datafile import DataConfig, read_data_file, read_image_list
 from .errors import DarknetError, DataError, ShapeError, StateError
 from .evaluate import evaluate
-from .network import LayerInfo, NetParams, Network, TrainStats
-from .progress import ProgressBar, is_terminal
+from .network import DarknetWarning, LayerInfo, NetParams, Network, TrainStats
+from .progress import Progress, in_notebook, progress_mode
 
 __all__ = ["NonFiniteLossError", "TrainHistory", "TrainProgress", "TrainResult", "learning_rate_at",
            "multiscale_size", "train"]
@@ -172,38 +171,39 @@ def _mini_batch(params: NetParams, cfg: Path) -> int:
 
 
 class _Reporter:
-    """Progress output on stderr: a bar on a terminal, else darknet's line per iteration."""
+    """Progress on stderr (see progress.Progress: a bar or widget where someone watches, darknet's
+    line per iteration in logs, nothing when disabled) and, with plot, the chart inline in a
+    notebook."""
 
-    def __init__(self, enabled: bool, max_batches: int):
-        self.enabled = enabled
-        self.bar = ProgressBar(max_batches, prefix="train ") if enabled and is_terminal(sys.stderr) else None
+    def __init__(self, enabled: bool, max_batches: int, plot: bool = False, chart_path: Optional[Path] = None):
+        self.progress = Progress(max_batches, "train", enabled=enabled, unit="it")
         self._seconds: list[float] = []
+        self.inline = InlineChart() if plot and in_notebook() else None
+        if plot and self.inline is None:
+            warnings.warn(f"plot=True shows the chart inline only in a Jupyter or Colab notebook; it is written to "
+                          f"{chart_path}", DarknetWarning, stacklevel=3)
 
     def iteration(self, p: TrainProgress) -> None:
-        if not self.enabled:
+        if self.progress.mode == "off":
             return
         self._seconds = (self._seconds + [p.seconds])[-20:]  # ETA from the last 20 iterations
         hours_left = (p.max_batches - p.iteration) * sum(self._seconds) / len(self._seconds) / 3600
         map_text = f", mAP {100 * p.map:.2f}%" if p.map is not None else ""
-        if self.bar is not None:
-            self.bar.update(p.iteration, f"loss {p.loss:.4f} avg {p.avg_loss:.4f} lr {p.learning_rate:.6f} "
-                                         f"{p.seconds:.2f} s {p.width}x{p.height}{map_text} "
-                                         f"{hours_left:.2f} h left")
-        else:
-            sys.stderr.write(f" {p.iteration}: {p.loss:.6f}, {p.avg_loss:.6f} avg loss, {p.learning_rate:.6f} rate, "
-                             f"{p.seconds:.6f} seconds, {p.images} images{map_text}, {hours_left:.6f} hours left\n")
-            sys.stderr.flush()
+        self.progress.update(
+            p.iteration,
+            postfix=f"loss {p.loss:.4f} avg {p.avg_loss:.4f} lr {p.learning_rate:.6f} {p.width}x{p.height}{map_text}",
+            line=f" {p.iteration}: {p.loss:.6f}, {p.avg_loss:.6f} avg loss, {p.learning_rate:.6f} rate, "
+                 f"{p.seconds:.6f} seconds, {p.images} images{map_text}, {hours_left:.6f} hours left")
 
     def message(self, text: str) -> None:
-        if self.enabled:
-            if self.bar is not None:
-                self.bar.close()
-            sys.stderr.write(text + "\n")
-            sys.stderr.flush()
+        self.progress.print(text)
+
+    def show_chart(self, image: np.ndarray) -> None:
+        if self.inline is not None:
+            self.inline.show(image)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.progress.close()
 
 
 class _MapRunner:
@@ -304,8 +304,9 @@ class _Trainer:
 
     def __init__(self, net: Any, loader: Any, params: NetParams, *, cfg: Path, backup: Path, seed: int,
                  start: int, callback: Optional[Callable[[TrainProgress], Any]], map_runner: Optional[_MapRunner],
-                 map_period: int, reporter: _Reporter):
+                 map_period: int, reporter: _Reporter, plot_every: int = 0):
         self.net, self.loader, self.params = net, loader, params
+        self.plot_every = plot_every  # iterations between inline charts (0: none)
         self.backup, self.stem, self.seed = backup, cfg.stem, seed
         self.callback, self.map_runner, self.map_period = callback, map_runner, map_period
         self.reporter = reporter
@@ -406,8 +407,9 @@ class _Trainer:
             self.compute_map()
         if done == max_batches:
             self.save("final")
-        if done % CHART_EVERY == 0 or done == max_batches:
-            self.chart()
+        shown = self.plot_every > 0 and (done % self.plot_every == 0 or done == max_batches)
+        if done % CHART_EVERY == 0 or done == max_batches or shown:
+            self.chart(show=shown)
 
     def map_due(self) -> bool:
         """darknet: when iteration >= max(previous mAP + period, burn_in), and at max_batches."""
@@ -425,11 +427,15 @@ class _Trainer:
             self.save("best")
         self.reporter.message(f"mAP@0.5 at iteration {self.done}: {100 * value:.2f}%"
                               f"{' (new best)' if improved else ''}, best {100 * self.best_map:.2f}%")
-        self.chart()
+        self.chart(show=self.plot_every > 0)
 
-    def chart(self) -> None:
-        save_chart(self.backup / "chart.png", list(zip(self.history.iterations, self.history.avg_losses)),
-                   self.history.maps, self.params.max_batches, title=self.stem)
+    def chart(self, show: bool = False) -> None:
+        """Redraw chart.png; with `show`, also in the notebook (train(plot=...))."""
+        image = draw_chart(list(zip(self.history.iterations, self.history.avg_losses)), self.history.maps,
+                           self.params.max_batches, title=self.stem)
+        write_png(self.backup / "chart.png", image)
+        if show:
+            self.reporter.show_chart(image)
 
     def stop(self) -> None:
         """Leave `_last.weights` and the chart for the iterations done (nothing when this call made
@@ -490,11 +496,20 @@ def _map_period(train_images: int, images_per_iteration: int) -> int:
     return max(MAP_EPOCHS * train_images // images_per_iteration, MAP_MIN_PERIOD)
 
 
+def _plot_period(plot: Union[bool, int]) -> int:
+    """Iterations between inline charts for train(plot=...): 0 (off), LAST_EVERY for True, or N."""
+    if isinstance(plot, bool):
+        return LAST_EVERY if plot else 0
+    if not isinstance(plot, int) or plot < 1:
+        raise ShapeError(f"plot must be True, False or a number of iterations >= 1, got {plot!r}")
+    return plot
+
+
 def train(data: PathLike, cfg: PathLike, weights: Optional[PathLike] = None, *,
           callback: Optional[Callable[[TrainProgress], Any]] = None, compute_map: bool = False,
           backup_dir: Optional[PathLike] = None, max_batches: Optional[int] = None, clear: bool = False,
           seed: Optional[int] = None, progress: bool = True, workers: int = 2,
-          gpus: Union[None, str, Sequence[int]] = None) -> TrainResult:
+          gpus: Union[None, str, Sequence[int]] = None, plot: Union[bool, int] = False) -> TrainResult:
     """`darknet detector train data cfg [weights] [-map] [-clear]` in-process.
 
     Trains on the `.data` file's `train` list with the cfg's [net] settings (batch split into
@@ -522,8 +537,12 @@ def train(data: PathLike, cfg: PathLike, weights: Optional[PathLike] = None, *,
     script that was interrupted should stop). In the main thread the first Ctrl-C lets the
     current iteration finish (its `_last` then has the exact resume state), a second one stops
     at once (`_last` without resume state: momentum is lost as in darknet). A NaN/inf loss raises NonFiniteLossError and
-    writes nothing, so the last good checkpoint survives. `progress` prints to stderr: a bar
-    on a terminal, else one darknet-like line per iteration. `workers` data-loading threads.
+    writes nothing, so the last good checkpoint survives. `progress` prints to stderr: a tqdm
+    bar on a terminal (a widget in Jupyter/Colab), else one darknet-like line per iteration;
+    False prints nothing. `plot` (in a notebook): the loss/mAP chart shown inline and updated in
+    place, every 100 iterations with True or every `plot` iterations, at every mAP and at the
+    end (elsewhere a warning: chart.png in the backup folder is the chart). `workers`
+    data-loading threads.
     `gpus` (a CUDA build): None trains on the CPU, [0] on CUDA device 0 (StateError without
     one), "auto" on device 0 when usable else the CPU with a warning; one device only. The
     mAP runs use the same device.
@@ -559,16 +578,18 @@ def train(data: PathLike, cfg: PathLike, weights: Optional[PathLike] = None, *,
         augmentation = Augmentation(jitter=yolo.jitter, hue=params.hue, saturation=params.saturation,
                                     exposure=params.exposure, flip=params.flip, mosaic=params.mosaic,
                                     letter_box=params.letter_box)
-        reporter = _Reporter(progress, params.max_batches)
-        if compute_map:
-            map_runner = _MapRunner(config.path, cfg, config.names, backup, progress and is_terminal(sys.stderr),
+        plot_every = _plot_period(plot)
+        reporter = _Reporter(progress, params.max_batches, plot=plot_every > 0, chart_path=backup / "chart.png")
+        if compute_map:  # its own bar only where bars show; in logs the training lines report the mAP
+            map_runner = _MapRunner(config.path, cfg, config.names, backup, progress_mode(progress) == "bar",
                                     gpu=device)
         with BatchLoader(images, classes=config.classes, batch=_mini_batch(params, cfg), width=params.width,
                          height=params.height, augmentation=augmentation, max_boxes=yolo.max_boxes, seed=seed,
                          workers=workers) as loader:
             trainer = _Trainer(net, loader, params, cfg=cfg, backup=backup, seed=seed,
                                start=min(start, params.max_batches), callback=callback, map_runner=map_runner,
-                               map_period=_map_period(len(images), params.batch), reporter=reporter)
+                               map_period=_map_period(len(images), params.batch), reporter=reporter,
+                               plot_every=plot_every)
             if state is not None and _restore_state(net, state, state_path(weights)):
                 trainer.avg_loss = state.avg_loss
             try:
