@@ -7,15 +7,21 @@ Environment variables read at build time:
                     none: the engine's own portable (slow) GEMM.
   DARKNET_PY_GPU    1 asks for the CUDA build: vendor/darknet/cuda/*.cu compiled by nvcc
                     (found through CUDA_HOME, else on PATH) and linked with cudart and cuBLAS
-                    from the nvidia-cuda-runtime / nvidia-cublas wheels (pip install
-                    "darknet_py[cuda]") or from CUDA_HOME. pip builds in an isolated
-                    environment without those wheels: use `pip install --no-build-isolation`.
+                    from the nvidia-cuda-runtime / nvidia-cublas wheels or from CUDA_HOME.
+                    `DARKNET_PY_GPU=1 pip install .` puts those wheels into pip's isolated
+                    build environment (build_backend/darknet_py_backend.py) and makes them
+                    run-time dependencies (setup.py); elsewhere install them first
+                    (pip install "darknet_py[cuda]").
   DARKNET_PY_CUDA_ARCH  compute capabilities for nvcc, ";"-separated (default
                     "75;80;86;89;90", plus PTX of the newest for later GPUs).
+  DARKNET_PY_JOBS   parallel nvcc processes (default: a -jN in MAKEFLAGS, else one per CPU).
   DARKNET_PY_DEBUG  1 compiles with -O0 -g (for gdb/valgrind).
 
 Run directly (`python build_ext.py`) it compiles the extension in place into
-src/darknet_py/, which is what an editable install does too.
+src/darknet_py/, which is what an editable install does too. Under setuptools (setup.py) the
+CUDA part waits for the build_ext command (`cuda_build_ext`): pip runs setup.py to ask for the
+build requirements and the metadata before the nvidia wheels are installed, and those steps
+must neither need them nor spend a minute in nvcc.
 """
 from __future__ import annotations
 
@@ -154,6 +160,20 @@ def _link_flag(lib_dirs: list[str], name: str) -> str:
                      "(the nvidia-cublas and nvidia-cuda-runtime wheels) or set CUDA_HOME to a full CUDA toolkit")
 
 
+def nvcc_jobs(count: int) -> int:
+    """Parallel nvcc processes for `count` sources: DARKNET_PY_JOBS, else -jN / --jobs=N in
+    MAKEFLAGS (as make passes it down), else one per CPU."""
+    jobs = os.environ.get("DARKNET_PY_JOBS", "").strip()
+    if not jobs:
+        match = re.search(r"(?:^|\s)(?:-j\s*|--jobs=)(\d+)", os.environ.get("MAKEFLAGS", ""))
+        jobs = match.group(1) if match else ""
+    try:
+        wanted = int(jobs) if jobs else (os.cpu_count() or 1)
+    except ValueError:
+        raise SystemExit(f"darknet_py: DARKNET_PY_JOBS={jobs!r} is not a number") from None
+    return max(1, min(count, wanted))
+
+
 def cuda_arch_flags(spec: str) -> list[str]:
     arches = [a.strip() for a in re.split(r"[;, ]+", spec) if a.strip()]
     if not arches or not all(re.fullmatch(r"\d+[a-z]?", a) for a in arches):
@@ -188,11 +208,21 @@ def compile_cuda(objdir: str, arch: str, verbose: bool = False) -> list[str]:
             raise SystemExit(f"darknet_py: nvcc failed on {source}:\n{done.stdout}{done.stderr}")
         return obj
 
-    with ThreadPoolExecutor(max_workers=min(len(sources), os.cpu_count() or 1) or 1) as pool:
+    with ThreadPoolExecutor(max_workers=nvcc_jobs(len(sources))) as pool:
         objects = list(pool.map(build, sources))
     with open(stamp, "w", encoding="utf-8") as f:
         f.write(" ".join(flags))
     return objects
+
+
+def _in_build_env(path: str) -> bool:
+    """A directory of an isolated build environment (pip: pip-build-env-*, build: build-env-*)."""
+    return any(part.startswith(("pip-build-env-", "build-env-")) for part in os.path.normpath(path).split(os.sep))
+
+
+def requested_cuda_arch() -> str:
+    """DARKNET_PY_CUDA_ARCH, else the default list."""
+    return os.environ.get("DARKNET_PY_CUDA_ARCH", "").strip() or DEFAULT_CUDA_ARCH
 
 
 def cuda_options(objdir: str, arch: str) -> dict:
@@ -204,9 +234,12 @@ def cuda_options(objdir: str, arch: str) -> dict:
     lib_dirs = wheel_libs + toolkit_libs
     objects = compile_cuda(objdir, arch)
     # Found at run time: beside the package in site-packages (a wheel install), where the
-    # wheels were at build time (editable installs, venvs), then the toolkit.
+    # wheels were at build time (editable installs, venvs), then the toolkit. Not the wheels of
+    # pip's or build's temporary build environment: that directory is gone after the build,
+    # and a path left in /tmp is one anybody could fill (an editable install then finds the
+    # installed wheels through _engine.py's preload).
     rpaths = [f"$ORIGIN/../nvidia/cu{major}/lib", "$ORIGIN/../nvidia/cublas/lib",
-              "$ORIGIN/../nvidia/cuda_runtime/lib"] + lib_dirs
+              "$ORIGIN/../nvidia/cuda_runtime/lib"] + [d for d in lib_dirs if not _in_build_env(d)]
     return {
         "define_macros": [("DN_GPU", "1")],
         # the toolkit's own headers first, so they match the nvcc that compiled the kernels
@@ -218,12 +251,62 @@ def cuda_options(objdir: str, arch: str) -> dict:
     }
 
 
+def add_cuda(ext) -> None:
+    """Make setuptools' Extension of the engine the CUDA build (compiling the .cu objects into
+    build/cuda) when DARKNET_PY_GPU asks for it; once per extension. cuda_build_ext calls it
+    right before the extension is built."""
+    if ext.name != MODULE or not gpu_requested() or getattr(ext, "_darknet_py_cuda", False):
+        return
+    cuda = cuda_options(os.path.join(HERE, "build", "cuda"), requested_cuda_arch())
+    ext.define_macros += cuda["define_macros"]
+    ext.include_dirs += cuda["include_dirs"]
+    ext.library_dirs += cuda["library_dirs"]
+    ext.extra_objects += cuda["extra_objects"]
+    ext.extra_link_args += cuda["extra_link_args"]
+    ext.depends += cuda["extra_objects"]  # a recompiled kernel relinks the extension
+    ext._darknet_py_cuda = True
+
+
+def cuda_build_ext(base: type) -> type:
+    """setuptools' build_ext command with add_cuda before the engine is built (setup.py)."""
+
+    class build_ext(base):
+        def build_extension(self, ext):
+            add_cuda(ext)
+            super().build_extension(ext)
+
+    return build_ext
+
+
+def _config_stamp(gpu: bool, arch: Optional[str], debug: bool) -> str:
+    """build/config.txt, rewritten when the build's configuration changes. The extension
+    depends on it: setuptools rebuilds an extension only when a source or dependency is newer,
+    and cffi's generated C file is the same for the CPU and the CUDA build, so without it a
+    `DARKNET_PY_GPU=1 pip install -e .` after a CPU build would keep the CPU extension."""
+    keys = ("DARKNET_PY_BLAS", "DARKNET_PY_BLAS_LIBS", "CUDA_HOME", "CUDA_PATH", "CFLAGS", "LDFLAGS")
+    text = f"gpu={int(gpu)} arch={arch if gpu else '-'} debug={int(debug)}\n" + "".join(
+        f"{k}={os.environ.get(k, '')}\n" for k in keys)
+    path = os.path.join(HERE, "build", "config.txt")
+    try:
+        with open(path, encoding="utf-8") as f:
+            if f.read() == text:
+                return path
+    except OSError:
+        pass
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+    return path
+
+
 def make_builder(absolute_paths: bool = False, *, gpu: Optional[bool] = None, cuda_arch: Optional[str] = None,
-                 cuda_objdir: Optional[str] = None) -> FFI:
+                 cuda_objdir: Optional[str] = None, defer_cuda: bool = False) -> FFI:
     """The FFI builder; setuptools wants relative source paths, cffi's own
     compile() (which changes into its temporary directory) absolute ones. `gpu` (default:
     DARKNET_PY_GPU) adds the CUDA build, its objects compiled for `cuda_arch` (default:
-    DARKNET_PY_CUDA_ARCH) into `cuda_objdir` (default: build/cuda)."""
+    DARKNET_PY_CUDA_ARCH) into `cuda_objdir` (default: build/cuda); with `defer_cuda` the
+    CUDA options are left to add_cuda at build time (setuptools)."""
     if gpu is None:
         gpu = gpu_requested()
     root = HERE if absolute_paths else ""
@@ -231,10 +314,12 @@ def make_builder(absolute_paths: bool = False, *, gpu: Optional[bool] = None, cu
         os.path.join(root, os.path.relpath(p, HERE))
         for p in glob.glob(os.path.join(HERE, ENGINE, "src", "*.c"))
     )
+    headers = sorted(glob.glob(os.path.join(HERE, ENGINE, "include", "*.h"))
+                     + glob.glob(os.path.join(HERE, ENGINE, "src", "*.h")))
     blas = blas_options()
     cuda: dict = {}
-    if gpu:
-        arch = cuda_arch or os.environ.get("DARKNET_PY_CUDA_ARCH", "").strip() or DEFAULT_CUDA_ARCH
+    arch = (cuda_arch or requested_cuda_arch()) if gpu else None
+    if gpu and not defer_cuda:
         cuda = cuda_options(cuda_objdir or os.path.join(HERE, "build", "cuda"), arch)
     debug = os.environ.get("DARKNET_PY_DEBUG", "0") not in ("", "0")
     compile_args = ["-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wno-unused-function"]
@@ -255,11 +340,14 @@ def make_builder(absolute_paths: bool = False, *, gpu: Optional[bool] = None, cu
         extra_compile_args=compile_args,
         extra_objects=cuda.get("extra_objects", []),
         extra_link_args=blas.get("extra_link_args", []) + cuda.get("extra_link_args", []),
+        # setuptools only (cffi's own compile() always builds): rebuild on a new configuration
+        depends=headers + ([] if absolute_paths else [_config_stamp(gpu, arch, debug)]),
     )
     return ffi
 
 
-ffibuilder = make_builder()
+# What setup.py's cffi_modules builds: the CUDA part is added by cuda_build_ext at build time.
+ffibuilder = make_builder(defer_cuda=True)
 
 
 def build_in_place() -> str:

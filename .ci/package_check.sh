@@ -61,7 +61,7 @@ RAW_WHEEL="${wheels[0]}"
 
 step "sdist contents: $(basename "$SDIST")"
 tar -tzf "$SDIST" | sed 's|^[^/]*/||' >"$WORK/sdist.txt"
-for needed in build_ext.py setup.py pyproject.toml MANIFEST.in README.md \
+for needed in build_ext.py build_backend/darknet_py_backend.py setup.py pyproject.toml MANIFEST.in README.md \
     vendor/darknet/Makefile vendor/darknet/include/darknet.h vendor/darknet/src/internal.h \
     vendor/darknet/src/errors.h vendor/darknet/src/rng.h vendor/darknet/src/network.c \
     vendor/darknet/cuda/common.cuh vendor/darknet/cuda/kernels.h vendor/darknet/cuda/blas_kernels.cu \
