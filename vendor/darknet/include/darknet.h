@@ -220,12 +220,41 @@ int dn_gpu_built(void);
 int dn_gpu_count(void);
 /* 1 when dn_gpu_count() > 0. */
 int dn_gpu_available(void);
+
+/* dn_gpu_status's answers: whether a CUDA device is usable now, and if not, why. */
+typedef enum {
+    DN_GPU_READY = 0,          /* at least one device */
+    DN_GPU_NOT_BUILT = 1,      /* a CPU build */
+    DN_GPU_NO_DRIVER = 2,      /* no NVIDIA driver (libcuda.so.1 not found) */
+    DN_GPU_DRIVER_TOO_OLD = 3, /* the driver's CUDA version is older than the runtime's */
+    DN_GPU_NO_DEVICE = 4,      /* a driver, but no device (or none visible) */
+    DN_GPU_CUDA_ERROR = 5      /* the CUDA runtime failed otherwise (its error is named) */
+} dn_gpu_state;
+/*
+ * One of DN_GPU_* for this machine, and one sentence saying it into buf (cap bytes, always
+ * NUL-terminated; buf may be NULL): "1 CUDA device (driver CUDA 13.0, runtime CUDA 13.0)",
+ * "no NVIDIA driver: ...", "the NVIDIA driver is too old: ...". Not an error: the last error
+ * is left alone. A CPU build answers DN_GPU_NOT_BUILT.
+ */
+int dn_gpu_status(char *buf, size_t cap);
+/*
+ * The mapping dn_gpu_status applies to what the CUDA runtime answered, in every build and with
+ * no CUDA call, so that its messages can be checked without a GPU: cuda_error is
+ * cudaGetDeviceCount's cudaError_t (0 success, 35 cudaErrorInsufficientDriver, 36
+ * cudaErrorCallRequiresNewerDriver, 100 cudaErrorNoDevice, ...), cuda_message its name and
+ * description (or NULL), driver_version cudaDriverGetVersion's (0: no driver) and
+ * runtime_version cudaRuntimeGetVersion's (1000 * major + 10 * minor), device_count the devices
+ * found. Returns one of DN_GPU_* (never DN_GPU_NOT_BUILT) and writes the sentence as above.
+ */
+int dn_gpu_explain(int cuda_error, const char *cuda_message, int driver_version, int runtime_version,
+                   int device_count, char *buf, size_t cap);
 /*
  * Run the network on CUDA device `device` from now on: its parameters (and training state)
  * are copied to the device and every later call runs there; device = -1 copies them back and
  * returns to the CPU. Fails with DN_ERR_STATE in a CPU build, without a usable device or on a
  * CUDA error, DN_ERR_MEMORY when the device memory is too small, DN_ERR_ARGUMENT for a device
- * that does not exist. On failure the network stays on the CPU.
+ * that does not exist. Without a usable device the message is "no usable CUDA device: " and
+ * dn_gpu_status's sentence. On failure the network stays on the CPU.
  */
 dn_status dn_network_use_gpu(dn_network *net, int device);
 /* The CUDA device the network runs on, -1 for the CPU. */

@@ -9,6 +9,52 @@
  */
 #include "internal.h"
 
+#include <stdio.h>
+
+/* "13.0" from CUDA's 1000 * major + 10 * minor. */
+static void cuda_version(int v, char out[24])
+{
+    snprintf(out, 24, "%d.%d", v / 1000, (v % 1000) / 10);
+}
+
+/* In both builds: the answer to "can a GPU be used", from what the CUDA runtime said. */
+int dn_gpu_explain(int cuda_error, const char *cuda_message, int driver_version, int runtime_version,
+                   int device_count, char *buf, size_t cap)
+{
+    char driver[24], runtime[24], ignored[1];
+    cuda_version(driver_version, driver);
+    cuda_version(runtime_version, runtime);
+    if (!buf || !cap) {
+        buf = ignored;
+        cap = sizeof ignored;
+    }
+    const char *what = cuda_message && *cuda_message ? cuda_message : "an unnamed CUDA error";
+    if (driver_version <= 0) {
+        snprintf(buf, cap, "no NVIDIA driver: the CUDA driver library libcuda.so.1 was not found "
+                           "(install the NVIDIA driver; darknet_py's CUDA runtime is %s)", runtime);
+        return DN_GPU_NO_DRIVER;
+    }
+    /* 35 cudaErrorInsufficientDriver, 36 cudaErrorCallRequiresNewerDriver; a driver of an older
+       CUDA major version cannot serve this runtime whatever the error */
+    if (cuda_error == 35 || cuda_error == 36 || (cuda_error != 0 && driver_version / 1000 < runtime_version / 1000)) {
+        snprintf(buf, cap, "the NVIDIA driver is too old: it supports CUDA %s, darknet_py's CUDA runtime is %s "
+                           "(update the driver)", driver, runtime);
+        return DN_GPU_DRIVER_TOO_OLD;
+    }
+    if (cuda_error == 100 || (cuda_error == 0 && device_count <= 0)) { /* 100 cudaErrorNoDevice */
+        snprintf(buf, cap, "no CUDA device: the NVIDIA driver (CUDA %s) found none", driver);
+        return DN_GPU_NO_DEVICE;
+    }
+    if (cuda_error != 0) {
+        snprintf(buf, cap, "the CUDA runtime cannot use the GPU: %s (driver CUDA %s, runtime CUDA %s)", what, driver,
+                 runtime);
+        return DN_GPU_CUDA_ERROR;
+    }
+    snprintf(buf, cap, "%d CUDA device%s (driver CUDA %s, runtime CUDA %s)", device_count, device_count == 1 ? "" : "s",
+             driver, runtime);
+    return DN_GPU_READY;
+}
+
 #ifdef DN_GPU
 
 #include <stdio.h>
@@ -591,6 +637,31 @@ int dn_gpu_count(void)
 
 int dn_gpu_available(void) { return dn_gpu_count() > 0; }
 
+/* dn_gpu_explain's numbers are these enumerators (it is compiled without CUDA's headers too). */
+_Static_assert(cudaErrorInsufficientDriver == 35 && cudaErrorCallRequiresNewerDriver == 36 && cudaErrorNoDevice == 100,
+               "cudaError_t values changed");
+
+int dn_gpu_status(char *buf, size_t cap)
+{
+    int driver = 0, runtime = 0, count = 0;
+    if (cudaDriverGetVersion(&driver) != cudaSuccess) driver = 0;
+    if (cudaRuntimeGetVersion(&runtime) != cudaSuccess) runtime = CUDART_VERSION;
+    const cudaError_t e = cudaGetDeviceCount(&count);
+    char what[256] = "";
+    if (e != cudaSuccess) {
+        snprintf(what, sizeof what, "%s (%s)", cudaGetErrorName(e), cudaGetErrorString(e));
+        cudaGetLastError(); /* an answer, not an error to keep */
+        count = 0;
+    }
+    const int code = dn_gpu_explain((int)e, what, driver, runtime, count, buf, cap);
+    const char *visible = getenv("CUDA_VISIBLE_DEVICES");
+    if (code == DN_GPU_NO_DEVICE && visible && buf && cap) {
+        const size_t used = strlen(buf);
+        snprintf(buf + used, cap - used, " (CUDA_VISIBLE_DEVICES=\"%s\")", visible);
+    }
+    return code;
+}
+
 int dn_network_gpu(const dn_network *net) { return net && net->gpu ? net->gpu->device : -1; }
 
 static dn_status attach(dn_network *net, int device)
@@ -629,11 +700,12 @@ dn_status dn_network_use_gpu(dn_network *net, int device)
     if (device >= 0) {
         int count = 0;
         cudaError_t e = cudaGetDeviceCount(&count);
-        if (e != cudaSuccess) {
+        if (e != cudaSuccess || count == 0) {
+            char why[512];
             cudaGetLastError();
-            return dn_fail(DN_ERR_STATE, "no usable CUDA device: %s (%s)", cudaGetErrorName(e), cudaGetErrorString(e));
+            dn_gpu_status(why, sizeof why); /* no driver, driver too old, no device ... */
+            return dn_fail(DN_ERR_STATE, "no usable CUDA device: %s", why);
         }
-        if (count == 0) return dn_fail(DN_ERR_STATE, "no usable CUDA device: none was found");
         if (device >= count)
             return dn_fail(DN_ERR_ARGUMENT, "CUDA device %d does not exist (%d device%s found)", device, count,
                            count == 1 ? "" : "s");
@@ -663,6 +735,12 @@ int dn_gpu_built(void) { return 0; }
 int dn_gpu_count(void) { return 0; }
 
 int dn_gpu_available(void) { return 0; }
+
+int dn_gpu_status(char *buf, size_t cap)
+{
+    if (buf && cap) snprintf(buf, cap, "darknet_py was built without CUDA (rebuild with DARKNET_PY_GPU=1)");
+    return DN_GPU_NOT_BUILT;
+}
 
 int dn_network_gpu(const dn_network *net)
 {

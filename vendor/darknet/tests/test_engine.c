@@ -117,12 +117,39 @@ static void test_calc_anchors(void)
     CHECK(avg_iou > 0.9f);
 }
 
+static void test_gpu_status(void)
+{
+    char why[256];
+    /* this test program is the CPU build */
+    CHECK(dn_gpu_status(why, sizeof why) == DN_GPU_NOT_BUILT && strstr(why, "DARKNET_PY_GPU=1"));
+    CHECK(dn_gpu_status(NULL, 0) == DN_GPU_NOT_BUILT);
+    /* the mapping from the CUDA runtime's answers, as a GPU build sees them */
+    CHECK(dn_gpu_explain(35, "cudaErrorInsufficientDriver (...)", 0, 13000, 0, why, sizeof why) == DN_GPU_NO_DRIVER);
+    CHECK(strstr(why, "no NVIDIA driver") && strstr(why, "libcuda.so.1") && strstr(why, "13.0"));
+    CHECK(dn_gpu_explain(35, "cudaErrorInsufficientDriver (...)", 12020, 13000, 0, why, sizeof why) ==
+          DN_GPU_DRIVER_TOO_OLD);
+    CHECK(strstr(why, "too old") && strstr(why, "CUDA 12.2") && strstr(why, "13.0"));
+    CHECK(dn_gpu_explain(999, "cudaErrorUnknown (unknown error)", 12080, 13000, 0, why, sizeof why) ==
+          DN_GPU_DRIVER_TOO_OLD);
+    CHECK(dn_gpu_explain(100, "cudaErrorNoDevice (...)", 13000, 13000, 0, why, sizeof why) == DN_GPU_NO_DEVICE);
+    CHECK(strstr(why, "no CUDA device"));
+    CHECK(dn_gpu_explain(0, NULL, 13000, 13000, 0, why, sizeof why) == DN_GPU_NO_DEVICE);
+    CHECK(dn_gpu_explain(803, "cudaErrorSystemDriverMismatch (system has unsupported display driver / cuda driver "
+                              "combination)", 13000, 13000, 0, why, sizeof why) == DN_GPU_CUDA_ERROR);
+    CHECK(strstr(why, "cudaErrorSystemDriverMismatch"));
+    CHECK(dn_gpu_explain(0, NULL, 13010, 13000, 2, why, sizeof why) == DN_GPU_READY);
+    CHECK(strcmp(why, "2 CUDA devices (driver CUDA 13.1, runtime CUDA 13.0)") == 0);
+    CHECK(dn_gpu_explain(0, NULL, 13000, 13000, 1, why, 8) == DN_GPU_READY && strlen(why) == 7); /* truncated */
+    CHECK(dn_gpu_explain(0, NULL, 13000, 13000, 1, NULL, 0) == DN_GPU_READY);
+}
+
 int main(void)
 {
     test_forward_and_weights();
     test_errors();
     test_nms();
     test_calc_anchors();
+    test_gpu_status();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
