@@ -5,7 +5,7 @@ iteration of `batch` images (train_step per mini-batch, then the SGD update); th
 min(batch, --mini-batch) as darknet's subdivisions would make it, because yolov4-416's training
 buffers for 64 images (~80 GB) exceed one GPU. Random weights: speed does not depend on them.
 
-    python benchmarks/gpu_speed.py [--size 416] [--batches 1,64] [--mini-batch 8] [--repeats 3]
+    python benchmarks/gpu_speed.py [--size 416] [--batches 1,64] [--train-batches 1,64] [--mini-batch 8] [--repeats 3]
 """
 from __future__ import annotations
 
@@ -62,20 +62,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="yolov4")
     parser.add_argument("--size", type=int, default=416)
-    parser.add_argument("--batches", default="1,64")
+    parser.add_argument("--batches", default="1,64", help="forward batches")
+    parser.add_argument("--train-batches", default=None, help="training batches (default: --batches)")
     parser.add_argument("--mini-batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     if not gpu_available():
         raise SystemExit("no usable CUDA device, or darknet_py was built without CUDA (DARKNET_PY_GPU=1)")
     batches = [int(b) for b in args.batches.split(",")]
+    train_batches = [int(b) for b in (args.train_batches or args.batches).split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / f"{args.arch}.cfg"
         cfg_builder.write_cfg(cfg, args.arch, classes=80, width=args.size, height=args.size)
         for batch in batches:
             print(f"{args.arch}-{args.size} forward  batch {batch:3d}: "
                   f"{forward_speed(cfg, batch, args.size, args.repeats):8.1f} images/s", flush=True)
-        for batch in batches:
+        for batch in train_batches:
             speed, mini = train_speed(cfg, batch, args.mini_batch, args.size, max(1, args.repeats - 1))
             print(f"{args.arch}-{args.size} training batch {batch:3d} (mini-batch {mini}): {speed:8.1f} images/s",
                   flush=True)
