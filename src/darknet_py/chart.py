@@ -14,6 +14,7 @@ import numpy as np
 
 from ._atomic import replacing
 from ._typing import PathLike
+from .drawing import show_inline
 from .errors import DarknetIOError
 
 
@@ -102,21 +103,6 @@ def write_png(path: PathLike, image: np.ndarray) -> Path:
     except OSError as exc:
         raise DarknetIOError(f"cannot write {path}: {exc.strerror}") from exc
     return path
-
-
-def show_inline(image: np.ndarray, handle=None):  # noqa: ANN001, ANN201 - IPython's DisplayHandle
-    """Show a BGR image in a Jupyter/Colab output cell; given the `handle` an earlier call
-    returned, replace that picture in place. Returns the handle."""
-    from IPython.display import Image, display
-
-    ok, encoded = cv2.imencode(".png", image)
-    if not ok:
-        raise DarknetIOError("OpenCV could not encode the image")
-    picture = Image(data=encoded.tobytes(), format="png")
-    if handle is None:
-        return display(picture, display_id=True)
-    handle.update(picture)
-    return handle
 
 
 class InlineChart:

@@ -191,7 +191,7 @@ def run_demo(config: Optional[DemoConfig] = None, *, progress: bool = True,
 
     _say(out, f"[2/6] preparing labels, lists, anchors and a {config.arch} cfg at {config.width}x{config.height}")
     summary = crowdhuman.prepare(synthesized.root, out_dir / "dataset", config.width, config.height,
-                                 write_cfg=config.arch, cfg_options=config.cfg_options)
+                                 write_cfg=config.arch, cfg_options=config.cfg_options, progress=progress)
     _say(out, summary.report())
     _say(out, "\n".join(summary.anchors.darknet_lines(config.width)))
 

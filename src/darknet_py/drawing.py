@@ -13,7 +13,7 @@ import numpy as np
 from .detect import Detection
 from .errors import ShapeError
 
-__all__ = ["class_colour", "draw_detections", "image_grid"]
+__all__ = ["class_colour", "draw_detections", "image_grid", "show_inline"]
 
 #: Box colours (BGR) by class id, cycled: saturated hues that differ at a glance.
 PALETTE = ((0, 200, 255), (255, 80, 0), (80, 220, 0), (255, 0, 200), (0, 60, 255), (200, 200, 0))
@@ -87,3 +87,18 @@ def image_grid(images: Sequence[np.ndarray], *, columns: Optional[int] = None, c
         y, x = gap + row * (cell + gap), gap + col * (cell + gap)
         grid[y:y + cell, x:x + cell] = square
     return grid
+
+
+def show_inline(image: np.ndarray, handle=None):  # noqa: ANN001, ANN201 - IPython's DisplayHandle
+    """Show a BGR image in a Jupyter/Colab output cell; given the `handle` an earlier call
+    returned, replace that picture in place. Returns the handle."""
+    from IPython.display import Image, display
+
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise ShapeError("OpenCV could not encode the image as PNG")
+    picture = Image(data=encoded.tobytes(), format="png")
+    if handle is None:
+        return display(picture, display_id=True)
+    handle.update(picture)
+    return handle
