@@ -32,7 +32,10 @@ class DataConfig:
 
 
 def _resolve(value: str, base_dir: Path) -> Path:
-    candidate = Path(value).expanduser()
+    try:
+        candidate = Path(value).expanduser()
+    except RuntimeError:  # `~name` of no known user: the path as written
+        candidate = Path(value)
     if candidate.is_absolute() or candidate.exists():
         return candidate
     beside = base_dir / candidate
@@ -42,13 +45,17 @@ def _resolve(value: str, base_dir: Path) -> Path:
 def _read_text_lines(path: Path, what: str) -> list[str]:
     try:
         with open(path, encoding="utf-8") as f:
-            return f.read().splitlines()
+            text = f.read()
     except FileNotFoundError:
         raise DarknetIOError(f"{path}: {what} not found") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: {what} is not UTF-8 text ({exc.reason})") from None
     except OSError as exc:
         raise DarknetIOError(f"{path}: cannot read {what}: {exc.strerror}") from None
+    if "\0" in text:  # a binary file; and no path may hold a NUL (open() would raise ValueError)
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise DataError(f"{path}:{line}: {what} holds binary data (a NUL byte), not text")
+    return text.splitlines()
 
 
 def read_names(path: PathLike) -> list[str]:
