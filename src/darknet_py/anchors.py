@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._typing import PathLike
-from .datafile import label_path_for, read_data_file, read_image_list, read_labels
-from .errors import DarknetIOError, DataError, ShapeError
+from .datafile import read_data_file, read_image_list
+from .labels import image_labels
+from .errors import DataError, ShapeError
 
 
 #: darknet's iteration cap for k-means.
@@ -77,12 +78,9 @@ def label_sizes(data: PathLike, width: int, height: int) -> np.ndarray:
         raise DataError(f"{config.path}: no 'train = ...' list to compute anchors from")
     sizes = []
     for image in read_image_list(config.train):
-        try:
-            labels = read_labels(label_path_for(image))
-        except DarknetIOError:
-            continue
-        usable = (labels[:, 0] < config.classes) & (labels[:, 3] > 0) & (labels[:, 4] > 0)
-        sizes.append(labels[usable, 3:5] * np.array([width, height], dtype=np.float32))
+        boxes = image_labels(image, config.classes).boxes
+        usable = (boxes[:, 3] > 0) & (boxes[:, 4] > 0)
+        sizes.append(boxes[usable, 3:5] * np.array([width, height], dtype=np.float32))
     return np.concatenate(sizes) if sizes else np.zeros((0, 2), dtype=np.float32)
 
 

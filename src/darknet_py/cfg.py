@@ -34,14 +34,13 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Uni
 from ._atomic import replacing
 from ._typing import PathLike
 from .errors import DarknetIOError, ShapeError
+from .names import IOU_LOSSES, NMS_KINDS
 
 ARCHITECTURES = ("yolov3-tiny", "yolov4-tiny", "yolov4-tiny-3l", "yolov4")
 
 Anchor = Tuple[float, float]
 AnchorsArg = Union[str, Sequence[Anchor], Sequence[float]]
 
-IOU_LOSSES = ("mse", "giou", "diou", "ciou")
-NMS_KINDS = ("default", "greedynms", "diounms")
 
 
 @dataclass(frozen=True)

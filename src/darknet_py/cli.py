@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import cv2
-import numpy as np
 
 from . import crowdhuman
 from .anchors import calc_anchors
@@ -36,6 +35,7 @@ from .detect import Detection
 from .drawing import draw_detections
 from .errors import DarknetError, DarknetIOError
 from .evaluate import evaluate
+from .images import read_image
 from .network import Network, partial
 from .train import TrainResult, train
 
@@ -154,21 +154,6 @@ def detection_line(det: Detection, ext_output: bool) -> str:
         line += (f"\t(left_x: {det.left:4.0f}   top_y: {det.top:4.0f}   "
                  f"width: {det.width:4.0f}   height: {det.height:4.0f})")
     return line
-
-
-def read_image(path: Path) -> np.ndarray:
-    """A BGR uint8 image; DarknetIOError when missing or undecodable. Decoded from bytes, not by
-    cv2.imread, which prints its own warning on a missing file before returning None."""
-    try:
-        data = np.fromfile(path, np.uint8)
-    except FileNotFoundError:
-        raise DarknetIOError(f"{path}: image not found") from None
-    except OSError as exc:
-        raise DarknetIOError(f"{path}: cannot read image: {exc.strerror}") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise DarknetIOError(f"{path}: not an image OpenCV can decode")
-    return image
 
 
 def cmd_test(args: argparse.Namespace) -> int:

@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-import cv2
 import numpy as np
 
 from ._typing import PathLike
 from .augment import (Augmentation, Crop, augment_image, boxes_in_tile, draw_crop, move_to_corner, mosaic_cut,
                       place_boxes, tile_for_quadrant)
-from .datafile import label_path_for, read_labels
-from .errors import DarknetIOError, DataError, ShapeError, StateError
-from .imagesize import check_jpeg_header
+from .images import read_image
+from .labels import image_labels
+from .errors import DataError, ShapeError, StateError
 
 __all__ = ["Augmentation", "Batch", "BatchLoader"]
 
@@ -48,17 +47,6 @@ class Batch:
 
 def _default_warn(message: str) -> None:
     warnings.warn(message, stacklevel=2)
-
-
-def read_image(path: Path) -> np.ndarray:
-    """An image file as uint8 HWC BGR (greyscale and alpha images become 3 channels, as
-    darknet's imread(IMREAD_COLOR)); DataError naming the file when it cannot be read."""
-    check_jpeg_header(path)  # an absurd size in the header is refused before any allocation
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        reason = "not found" if not path.exists() else "cannot be read as an image"
-        raise DataError(f"{path}: training image {reason}")
-    return image
 
 
 class _Labels:
@@ -87,19 +75,15 @@ class _Labels:
         return boxes
 
     def _read(self, image: Path) -> tuple[np.ndarray, list[str]]:
-        path = label_path_for(image)
-        try:
-            labels = read_labels(path)
-        except DarknetIOError:
-            # darknet: "Can't open label file", and the image trains with no boxes.
-            return EMPTY_BOXES, [f"{path}: label file not found; {image} is used without boxes"]
-        wrong = labels[:, 0] >= self._classes
+        labels = image_labels(image, self._classes)
+        if labels.missing:  # darknet: "Can't open label file", and the image trains with no boxes.
+            return EMPTY_BOXES, [f"{labels.path}: label file not found; {image} is used without boxes"]
         problems = []
-        if wrong.any():
-            ids = sorted({int(v) for v in labels[wrong, 0]})
-            problems.append(f"{path}: {int(wrong.sum())} box(es) with class id {ids} >= classes = "
+        if labels.out_of_range:
+            ids = sorted({class_id for _, class_id in labels.out_of_range})
+            problems.append(f"{labels.path}: {len(labels.out_of_range)} box(es) with class id {ids} >= classes = "
                             f"{self._classes} skipped")
-        kept = labels[~wrong]
+        kept = labels.boxes
         return np.concatenate([kept[:, 1:5], kept[:, :1]], axis=1), problems
 
 

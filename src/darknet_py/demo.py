@@ -23,6 +23,7 @@ import cv2
 from ._typing import PathLike
 from . import crowdhuman
 from .datafile import read_image_list
+from .images import read_image
 from .drawing import draw_detections, image_grid
 from .errors import DarknetIOError, StateError
 from .evaluate import MapResult, evaluate
@@ -163,9 +164,7 @@ def write_predictions(cfg: Path, weights: Path, names: list[str], images: list[P
     drawn, captions = [], []
     with Network(cfg, weights, names=names) as net:
         for image_path in images:
-            image = cv2.imread(str(image_path))
-            if image is None:
-                raise DarknetIOError(f"{image_path}: cannot read image")
+            image = read_image(image_path)
             detections = net.detect(image, thresh=thresh)
             drawn.append(draw_detections(image, detections))
             captions.append(f"{len(detections)} detection{'' if len(detections) == 1 else 's'}")

@@ -9,8 +9,9 @@ import numpy as np
 
 from ._engine import as_float_buffer, check, lib
 from .errors import ShapeError
+from .names import NMS_KINDS
 
-_NMS_KIND_CODES = {"default": 0, "greedynms": 1, "diounms": 2}
+_NMS_KIND_CODES = {name: value for value, name in enumerate(NMS_KINDS)}
 
 
 @dataclass(frozen=True)

@@ -74,3 +74,7 @@ def _bounded(pieces: list, cut: bool, limit: int) -> str:
         out.append(piece)
         length += len(piece)
     return "'" + "".join(out) + ("..." if cut else "") + "'"
+
+
+class ImageError(DataError, DarknetIOError):
+    """An image file is missing or cannot be decoded; the message names the file."""

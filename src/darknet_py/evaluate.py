@@ -43,7 +43,9 @@ from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from .datafile import PathLike, label_path_for, read_data_file, read_image_list, read_labels
+from .datafile import PathLike, read_data_file, read_image_list
+from .images import read_image
+from .labels import image_labels
 from .errors import DataError, ShapeError
 from .progress import Progress
 
@@ -392,28 +394,13 @@ class _Sample:
     truths: np.ndarray  # (n, 5): class_id, x1, y1, x2, y2 in pixels of `image`
 
 
-def _label_line_number(path: Path, row: int) -> int:
-    """1-based line of the row-th box of a label file (read_labels skips blank lines)."""
-    seen = -1
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            seen += bool(line.split())
-            if seen == row:
-                return number
-    return 0
-
-
 def _read_truths(image_path: Path, classes: int) -> np.ndarray:
-    """Truths of an image as read_labels gives them (relative); a missing label file = none."""
-    label_path = label_path_for(image_path)
-    if not label_path.exists():
-        return np.zeros((0, 5), dtype=np.float32)
-    labels = read_labels(label_path)
-    bad = np.flatnonzero(labels[:, 0] >= classes)
-    if bad.size:
-        line = _label_line_number(label_path, int(bad[0]))
-        raise DataError(f"{label_path}:{line}: class id {int(labels[bad[0], 0])} but classes = {classes}")
-    return labels
+    """Truths of an image (relative), under the label policy; a class id >= classes is an error
+    here (a mAP over silently dropped truths would be wrong)."""
+    labels = image_labels(image_path, classes)
+    if labels.out_of_range:
+        raise labels.out_of_range_error(classes)
+    return labels.boxes
 
 
 def _to_pixel_corners(labels: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -425,11 +412,7 @@ def _to_pixel_corners(labels: np.ndarray, width: int, height: int) -> np.ndarray
 
 
 def _load_sample(path: Path, classes: int) -> _Sample:
-    import cv2  # OpenCV is a dependency; imported here to keep the core importable without it
-
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(f"{path}: cannot read image (missing or not an image OpenCV can decode)")
+    image = read_image(path)
     labels = _read_truths(path, classes)
     return _Sample(path, image, _to_pixel_corners(labels, image.shape[1], image.shape[0]))
 

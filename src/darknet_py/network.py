@@ -16,13 +16,7 @@ from . import detect as _detect
 from ._engine import as_float_buffer, check, ffi, lib
 from .datafile import read_names
 from .errors import DarknetIOError, ShapeError, StateError
-
-
-LAYER_TYPES = ("convolutional", "maxpool", "route", "shortcut", "upsample", "yolo")
-ACTIVATIONS = ("logistic", "linear", "leaky", "relu", "mish", "swish")
-NMS_KINDS = ("default", "greedynms", "diounms")
-IOU_LOSSES = ("mse", "giou", "diou", "ciou")
-LR_POLICIES = ("constant", "steps", "poly")
+from .names import ACTIVATIONS, IOU_LOSSES, LAYER_TYPES, LR_POLICIES, NMS_KINDS
 
 
 @dataclass(frozen=True)
@@ -310,6 +304,11 @@ class Network:
     def closed(self) -> bool:
         return self._handle_ptr is None
 
+    def _call(self, function, *args) -> None:  # noqa: ANN001 - an engine function
+        """`function(handle, *args)` on the open network, under the lock; a failure raises."""
+        with self._lock:
+            check(function(self._live(), *args))
+
     def _live(self):  # noqa: ANN202 - a cffi pointer
         if self._handle_ptr is None:
             raise StateError(f"the network of {self.cfg_path} is closed")
@@ -322,8 +321,7 @@ class Network:
         if not path.is_file():
             raise DarknetIOError(f"{path}: weights file not found")
         loaded = ffi.new("int *")
-        with self._lock:
-            check(lib.dn_network_load_weights(self._live(), os.fsencode(path), loaded))
+        self._call(lib.dn_network_load_weights, os.fsencode(path), loaded)
         self.layers_loaded = loaded[0]
         return self.layers_loaded
 
@@ -337,11 +335,11 @@ class Network:
         if layers is not None and (isinstance(layers, bool) or not isinstance(layers, (int, np.integer))
                                    or not 0 <= layers <= len(self.layers)):
             raise ShapeError(f"layers must be an integer in [0, {len(self.layers)}], got {layers!r}")
-        with replacing(path) as temporary, self._lock:
+        with replacing(path) as temporary:
             if layers is None:
-                check(lib.dn_network_save_weights(self._live(), os.fsencode(temporary)))
+                self._call(lib.dn_network_save_weights, os.fsencode(temporary))
             else:
-                check(lib.dn_network_save_partial(self._live(), os.fsencode(temporary), int(layers)))
+                self._call(lib.dn_network_save_partial, os.fsencode(temporary), int(layers))
         return path
 
     def get_parameter(self, layer: int, kind: str) -> np.ndarray:
@@ -349,8 +347,7 @@ class Network:
         `scales`, `rolling_mean` or `rolling_variance`."""
         code, shape = self._parameter(layer, kind)
         out = np.empty(shape, dtype=np.float32)
-        with self._lock:
-            check(lib.dn_network_get_param(self._live(), layer, code, as_float_buffer(out), out.size))
+        self._call(lib.dn_network_get_param, layer, code, as_float_buffer(out), out.size)
         return out
 
     def set_parameter(self, layer: int, kind: str, values: np.ndarray) -> None:
@@ -359,8 +356,7 @@ class Network:
         values = np.ascontiguousarray(values, dtype=np.float32)
         if values.size != int(np.prod(shape)):
             raise ShapeError(f"layer {layer} {kind}: expected {shape}, got {values.shape}")
-        with self._lock:
-            check(lib.dn_network_set_param(self._live(), layer, code, as_float_buffer(values), values.size))
+        self._call(lib.dn_network_set_param, layer, code, as_float_buffer(values), values.size)
 
     def _parameter(self, layer: int, kind: str) -> tuple[int, tuple[int, ...]]:
         codes = {"weights": lib.DN_PARAM_WEIGHTS, "biases": lib.DN_PARAM_BIASES, "scales": lib.DN_PARAM_SCALES,
@@ -479,8 +475,7 @@ class Network:
         """Write this network (its current weights) as an ONNX model; see `darknet_py.export_onnx`."""
         from .onnx_export import export_network
 
-        with self._lock:
-            self._live()
+        self._live()
         return export_network(self, path, opset=opset, batch=batch, dynamic_batch=dynamic_batch, outputs=outputs,
                               fp16=fp16)
 
@@ -498,29 +493,25 @@ class Network:
         if truths.ndim != 3 or truths.shape[0] != images.shape[0] or truths.shape[2] != 5:
             raise ShapeError(f"truths must be float32 (n={images.shape[0]}, max_truths, 5), got {truths.shape}")
         stats = ffi.new("dn_train_stats *")
-        with self._lock:
-            check(lib.dn_network_train_step(self._live(), as_float_buffer(images), as_float_buffer(truths),
-                                            images.shape[0], truths.shape[1], int(iteration), stats))
+        self._call(lib.dn_network_train_step, as_float_buffer(images), as_float_buffer(truths), images.shape[0],
+                   truths.shape[1], int(iteration), stats)
         s = stats[0]
         return TrainStats(float(s.loss), float(s.avg_iou), float(s.avg_obj), float(s.avg_class),
                           float(s.recall50), float(s.recall75), float(s.iou_loss), float(s.class_loss), int(s.count))
 
     def update(self, learning_rate: float, momentum: float, decay: float, batch_images: int) -> None:
         """darknet's SGD step over the gradients accumulated from `batch_images` images."""
-        with self._lock:
-            check(lib.dn_network_update(self._live(), float(learning_rate), float(momentum), float(decay),
-                                        int(batch_images)))
+        self._call(lib.dn_network_update, float(learning_rate), float(momentum), float(decay), int(batch_images))
 
     def resize(self, width: int, height: int) -> None:
         """Change the network input size (multi-scale training; YOLO needs multiples of 32)."""
-        with self._lock:
+        with self._lock:  # the structure is re-read before anyone else runs the network
             check(lib.dn_network_resize(self._live(), int(width), int(height)))
             self._read_structure()
 
     def set_seen(self, seen: int) -> None:
         """Set the images-seen counter saved in the .weights header (iteration * batch)."""
-        with self._lock:
-            check(lib.dn_network_set_seen(self._live(), int(seen)))
+        self._call(lib.dn_network_set_seen, int(seen))
 
     def forward_train(self, blob: np.ndarray) -> list[np.ndarray]:
         """Forward in training mode (batch-norm batch statistics); every layer's output."""
@@ -535,8 +526,7 @@ class Network:
             raise ShapeError(f"top_grad must be (n,) + {last.output_shape}, got {top_grad.shape}")
         n = top_grad.shape[0]
         input_grad = np.zeros((n, self.channels, self.height, self.width), dtype=np.float32)
-        with self._lock:
-            check(lib.dn_network_backward(self._live(), as_float_buffer(top_grad), as_float_buffer(input_grad), n))
+        self._call(lib.dn_network_backward, as_float_buffer(top_grad), as_float_buffer(input_grad), n)
         return input_grad
 
     def layer_delta(self, index: int, n: int) -> np.ndarray:
@@ -544,13 +534,11 @@ class Network:
         -dL/d(output) (for [yolo], w.r.t. the logits of x, y, objectness and classes)."""
         layer = self.layers[index]
         out = np.empty((n,) + layer.output_shape, dtype=np.float32)
-        with self._lock:
-            check(lib.dn_network_copy_delta(self._live(), index, as_float_buffer(out), out.size))
+        self._call(lib.dn_network_copy_delta, index, as_float_buffer(out), out.size)
         return out
 
     def zero_grad(self) -> None:
-        with self._lock:
-            check(lib.dn_network_zero_grad(self._live()))
+        self._call(lib.dn_network_zero_grad)
 
     # ---- lifetime ----
     def close(self) -> None:

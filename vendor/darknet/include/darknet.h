@@ -63,6 +63,14 @@ typedef enum { DN_IOU_MSE = 0, DN_IOU_GIOU = 1, DN_IOU_DIOU = 2, DN_IOU_CIOU = 3
 
 typedef enum { DN_POLICY_CONSTANT = 0, DN_POLICY_STEPS = 1, DN_POLICY_POLY = 2 } dn_lr_policy;
 
+/* The names cfg files use for the enums above: dn_name(DN_NAMES_ACTIVATION, DN_ACT_MISH) is
+ * "mish"; NULL for a value outside the table. dn_name_count gives a table's length. */
+typedef enum {
+    DN_NAMES_LAYER = 0, DN_NAMES_ACTIVATION = 1, DN_NAMES_NMS_KIND = 2, DN_NAMES_IOU_LOSS = 3, DN_NAMES_POLICY = 4
+} dn_name_table;
+const char *dn_name(int table, int value);
+int dn_name_count(int table);
+
 #define DN_MAX_STEPS 16
 
 /* The [net] section as read from the cfg (training settings included). */

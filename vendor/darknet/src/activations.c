@@ -3,19 +3,11 @@
 
 #include <string.h>
 
-static const struct {
-    const char *name;
-    dn_activation value;
-} known_activations[] = {
-    {"logistic", DN_ACT_LOGISTIC}, {"linear", DN_ACT_LINEAR}, {"leaky", DN_ACT_LEAKY},
-    {"relu", DN_ACT_RELU},         {"mish", DN_ACT_MISH},     {"swish", DN_ACT_SWISH},
-};
-
 int dn_activation_from_name(const char *name, dn_activation *out)
 {
-    for (size_t i = 0; i < sizeof known_activations / sizeof known_activations[0]; ++i) {
-        if (strcmp(name, known_activations[i].name) == 0) {
-            *out = known_activations[i].value;
+    for (int i = 0; i < dn_name_count(DN_NAMES_ACTIVATION); ++i) {
+        if (strcmp(name, dn_name(DN_NAMES_ACTIVATION, i)) == 0) {
+            *out = (dn_activation)i;
             return 1;
         }
     }

@@ -84,15 +84,15 @@ static dn_status parse_net_section(dn_options *o, dn_net_params *p)
     int scales = dn_opt_float_list(o, "scales", p->scales, DN_MAX_STEPS);
     if (o->status != DN_OK) return o->status;
 
-    if (strcmp(policy, "constant") == 0) {
+    if (strcmp(policy, dn_name(DN_NAMES_POLICY, DN_POLICY_CONSTANT)) == 0) {
         p->policy = DN_POLICY_CONSTANT;
-    } else if (strcmp(policy, "steps") == 0) {
+    } else if (strcmp(policy, dn_name(DN_NAMES_POLICY, DN_POLICY_STEPS)) == 0) {
         p->policy = DN_POLICY_STEPS;
         if (steps <= 0) dn_opt_error(o, "steps", "policy=steps needs a 'steps' list");
         else if (scales != steps)
             dn_opt_error(o, "scales", "%d scales for %d steps; give one scale per step", scales < 0 ? 0 : scales, steps);
         p->num_steps = steps < 0 ? 0 : steps;
-    } else if (strcmp(policy, "poly") == 0) {
+    } else if (strcmp(policy, dn_name(DN_NAMES_POLICY, DN_POLICY_POLY)) == 0) {
         p->policy = DN_POLICY_POLY;
     } else {
         char q[DN_QUOTE_SIZE];

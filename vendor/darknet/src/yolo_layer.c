@@ -4,12 +4,11 @@
 #include <float.h>
 #include <string.h>
 
-static int parse_enum(dn_options *o, const char *key, const char *fallback, const char *const *names, int count,
-                      int *out)
+static int parse_enum(dn_options *o, const char *key, const char *fallback, dn_name_table table, int *out)
 {
     const char *value = dn_opt_str(o, key, fallback);
-    for (int i = 0; i < count; ++i) {
-        if (strcmp(value, names[i]) == 0) {
+    for (int i = 0; i < dn_name_count(table); ++i) {
+        if (strcmp(value, dn_name(table, i)) == 0) {
             *out = i;
             return 1;
         }
@@ -21,8 +20,6 @@ static int parse_enum(dn_options *o, const char *key, const char *fallback, cons
 
 dn_status dn_yolo_setup(dn_layer *l, dn_options *o)
 {
-    static const char *const iou_losses[] = {"mse", "giou", "diou", "ciou"};
-    static const char *const nms_kinds[] = {"default", "greedynms", "diounms"};
     int value;
 
     l->classes = dn_opt_int(o, "classes", 20);
@@ -41,8 +38,8 @@ dn_status dn_yolo_setup(dn_layer *l, dn_options *o)
     l->label_smooth_eps = dn_opt_float(o, "label_smooth_eps", 0.0f);
     l->beta_nms = dn_opt_float(o, "beta_nms", 0.6f);
     l->resize = dn_opt_float(o, "resize", 1.0f);
-    if (parse_enum(o, "iou_loss", "mse", iou_losses, 4, &value)) l->iou_loss = (dn_iou_loss)value;
-    if (parse_enum(o, "nms_kind", "default", nms_kinds, 3, &value)) l->nms_kind = (dn_nms_kind)value;
+    if (parse_enum(o, "iou_loss", "mse", DN_NAMES_IOU_LOSS, &value)) l->iou_loss = (dn_iou_loss)value;
+    if (parse_enum(o, "nms_kind", "default", DN_NAMES_NMS_KIND, &value)) l->nms_kind = (dn_nms_kind)value;
     if (dn_opt_int(o, "new_coords", 0) != 0)
         dn_opt_error(o, "new_coords", "option 'new_coords=1' (scaled-YOLOv4 boxes) is not supported by this engine");
     int masks = dn_opt_int_list(o, "mask", l->mask, 16);
