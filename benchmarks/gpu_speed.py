@@ -18,7 +18,7 @@ import numpy as np
 
 import darknet_py as dn
 from darknet_py import cfg as cfg_builder
-from darknet_py.network import gpu_available
+from darknet_py.network import gpu_available, gpu_status
 
 
 def timed(run, repeats: int) -> float:
@@ -68,7 +68,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     if not gpu_available():
-        raise SystemExit("no usable CUDA device, or darknet_py was built without CUDA (DARKNET_PY_GPU=1)")
+        raise SystemExit(f"gpu_speed: no usable CUDA device: {gpu_status()}")
+    print(f"gpu_speed: {gpu_status()}", flush=True)
     batches = [int(b) for b in args.batches.split(",")]
     train_batches = [int(b) for b in (args.train_batches or args.batches).split(",")]
     with tempfile.TemporaryDirectory() as tmp:

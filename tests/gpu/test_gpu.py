@@ -22,7 +22,7 @@ from darknet_py.network import gpu_available, gpu_status
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not lib.dn_gpu_built(), reason="darknet_py was built without CUDA (DARKNET_PY_GPU=1)"),
-    pytest.mark.skipif(not gpu_available(), reason="no usable CUDA device"),
+    pytest.mark.skipif(not gpu_available(), reason=f"no usable CUDA device: {gpu_status()}"),
 ]
 
 ARCHS = ("yolov3-tiny", "yolov4-tiny", "yolov4-tiny-3l", "yolov4")
