@@ -16,6 +16,9 @@ Environment variables read at build time:
                     "75;80;86;89;90", plus PTX of the newest for later GPUs).
   DARKNET_PY_JOBS   parallel nvcc processes (default: a -jN in MAKEFLAGS, else one per CPU).
   DARKNET_PY_DEBUG  1 compiles with -O0 -g (for gdb/valgrind).
+  DARKNET_PY_SANITIZE  sanitizers to build the engine with, e.g. "address,undefined" (ASan +
+                    UBSan, -O1 -g, stopping at the first report); the interpreter then needs
+                    LD_PRELOAD=$(gcc -print-file-name=libasan.so): see .ci/hardening_check.sh.
 
 Run directly (`python build_ext.py`) it compiles the extension in place into
 src/darknet_py/, which is what an editable install does too. Under setuptools (setup.py) the
@@ -283,7 +286,8 @@ def _config_stamp(gpu: bool, arch: Optional[str], debug: bool) -> str:
     depends on it: setuptools rebuilds an extension only when a source or dependency is newer,
     and cffi's generated C file is the same for the CPU and the CUDA build, so without it a
     `DARKNET_PY_GPU=1 pip install -e .` after a CPU build would keep the CPU extension."""
-    keys = ("DARKNET_PY_BLAS", "DARKNET_PY_BLAS_LIBS", "CUDA_HOME", "CUDA_PATH", "CFLAGS", "LDFLAGS")
+    keys = ("DARKNET_PY_BLAS", "DARKNET_PY_BLAS_LIBS", "DARKNET_PY_SANITIZE", "CUDA_HOME", "CUDA_PATH", "CFLAGS",
+            "LDFLAGS")
     text = f"gpu={int(gpu)} arch={arch if gpu else '-'} debug={int(debug)}\n" + "".join(
         f"{k}={os.environ.get(k, '')}\n" for k in keys)
     path = os.path.join(HERE, "build", "config.txt")
@@ -324,6 +328,14 @@ def make_builder(absolute_paths: bool = False, *, gpu: Optional[bool] = None, cu
     debug = os.environ.get("DARKNET_PY_DEBUG", "0") not in ("", "0")
     compile_args = ["-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wno-unused-function"]
     compile_args += ["-O0", "-g"] if debug else ["-O3"]
+    link_args: list[str] = []
+    sanitize = os.environ.get("DARKNET_PY_SANITIZE", "").strip()
+    if sanitize:
+        if not re.fullmatch(r"[a-z]+(,[a-z]+)*", sanitize):
+            raise SystemExit(f"darknet_py: DARKNET_PY_SANITIZE={sanitize!r} is not a list like 'address,undefined'")
+        compile_args = [a for a in compile_args if a not in ("-O3", "-O0")]
+        compile_args += ["-O1", "-g", f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
+        link_args = [f"-fsanitize={sanitize}"]
     ffi = FFI()
     ffi.cdef(header_cdef())
     # Log messages from the engine reach Python through this callback.
@@ -339,7 +351,7 @@ def make_builder(absolute_paths: bool = False, *, gpu: Optional[bool] = None, cu
         libraries=blas.get("libraries", []) + ["m"],
         extra_compile_args=compile_args,
         extra_objects=cuda.get("extra_objects", []),
-        extra_link_args=blas.get("extra_link_args", []) + cuda.get("extra_link_args", []),
+        extra_link_args=blas.get("extra_link_args", []) + cuda.get("extra_link_args", []) + link_args,
         # setuptools only (cffi's own compile() always builds): rebuild on a new configuration
         depends=headers + ([] if absolute_paths else [_config_stamp(gpu, arch, debug)]),
     )
