@@ -5,7 +5,7 @@
 # finish in under 8 minutes on one H100/H200-class GPU with 16 cores, build included (each
 # stage prints its own time, the log its total).
 #
-#   benchmarks/gpu_check.sh [OUT_DIR]     # log: OUT_DIR/gpu_check.log (default $OUT, else ./gpu_check_out)
+#   benchmarks/gpu_check.sh [OUT_DIR]     # log: OUT_DIR/gpu_check.log (default $OUT, else build/gpu_check)
 #
 # Online (the default): a fresh venv and `DARKNET_PY_GPU=1 pip install ".[test]"`, the README's
 # one command, in build isolation (downloads about 500 MB of wheels).
@@ -21,7 +21,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-OUT_DIR="${1:-${OUT:-$ROOT/gpu_check_out}}"
+OUT_DIR="${1:-${OUT:-$ROOT/build/gpu_check}}"
 mkdir -p "$OUT_DIR"
 LOG="$OUT_DIR/gpu_check.log"
 exec > >(tee "$LOG") 2>&1
@@ -54,7 +54,7 @@ if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
         xargs -0 cp -a --parents -t "$WORK/src")
 else
     (cd "$ROOT" && tar --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./dist --exclude='*.so' \
-        --exclude='*.o' --exclude=./gpu_check_out -cf - .) | tar -xf - -C "$WORK/src"
+        --exclude='*.o' -cf - .) | tar -xf - -C "$WORK/src"
 fi
 
 VENV="$WORK/venv"
