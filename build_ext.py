@@ -285,7 +285,8 @@ def _config_stamp(gpu: bool, arch: Optional[str], debug: bool) -> str:
     """build/config.txt, rewritten when the build's configuration changes. The extension
     depends on it: setuptools rebuilds an extension only when a source or dependency is newer,
     and cffi's generated C file is the same for the CPU and the CUDA build, so without it a
-    `DARKNET_PY_GPU=1 pip install -e .` after a CPU build would keep the CPU extension."""
+    `DARKNET_PY_GPU=1 pip install .` after a CPU `pip install .` of the same tree would keep the
+    CPU extension in build/ ("already up-to-date"; seen), and the other way round."""
     keys = ("DARKNET_PY_BLAS", "DARKNET_PY_BLAS_LIBS", "DARKNET_PY_SANITIZE", "CUDA_HOME", "CUDA_PATH", "CFLAGS",
             "LDFLAGS")
     text = f"gpu={int(gpu)} arch={arch if gpu else '-'} debug={int(debug)}\n" + "".join(
