@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -23,3 +24,38 @@ def replacing(path: Path, *, keep_suffix: bool = False) -> Iterator[Path]:
     finally:
         if os.path.lexists(temporary):
             os.unlink(temporary)
+
+
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$|^\.map-(\d+)-.+\.weights$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Remove the temporary files that writers killed before their rename left in `directory`
+    (`.<name>.<pid>.tmp` of replacing(), `.map-<pid>-*.weights` of train's mAP runs) whose
+    process no longer runs; returns what was removed. A live writer's files are left alone."""
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if not match or int(match.group(1) or match.group(2)) == os.getpid():
+            continue
+        if not _alive(int(match.group(1) or match.group(2))):
+            try:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            except OSError:
+                pass
+    return removed

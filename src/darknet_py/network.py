@@ -336,10 +336,14 @@ class Network:
                                    or not 0 <= layers <= len(self.layers)):
             raise ShapeError(f"layers must be an integer in [0, {len(self.layers)}], got {layers!r}")
         with replacing(path) as temporary:
-            if layers is None:
-                self._call(lib.dn_network_save_weights, os.fsencode(temporary))
-            else:
-                self._call(lib.dn_network_save_partial, os.fsencode(temporary), int(layers))
+            try:
+                if layers is None:
+                    self._call(lib.dn_network_save_weights, os.fsencode(temporary))
+                else:
+                    self._call(lib.dn_network_save_partial, os.fsencode(temporary), int(layers))
+            except DarknetIOError as exc:  # the engine names the temporary file: name the user's
+                raise DarknetIOError(f"{path}: {str(exc).replace(f'{temporary}: ', '')} "
+                                     "(the previous file, if any, is unchanged)") from None
         return path
 
     def get_parameter(self, layer: int, kind: str) -> np.ndarray:

@@ -23,12 +23,12 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from ._atomic import replacing
+from ._atomic import remove_stale_temporaries, replacing
 from ._typing import PathLike
 from .chart import InlineChart, draw_chart, write_png
 from .data import Augmentation, BatchLoader
 from .datafile import DataConfig, read_data_file, read_image_list
-from .errors import DarknetError, DataError, ShapeError, StateError
+from .errors import DarknetError, DarknetIOError, DataError, ShapeError, StateError
 from .evaluate import evaluate
 from .network import DarknetWarning, LayerInfo, NetParams, Network, TrainStats
 from .progress import Progress, in_notebook, progress_mode
@@ -161,6 +161,7 @@ def _yolo_settings(net: Any) -> LayerInfo:
 def _backup_dir(config: DataConfig, backup_dir: Optional[PathLike]) -> Path:
     directory = Path(backup_dir) if backup_dir is not None else (config.backup or config.path.parent / "backup")
     directory.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(directory)  # partial files of a run that was killed while writing
     return directory
 
 
@@ -218,7 +219,7 @@ class _MapRunner:
         self.net: Optional[Any] = None
 
     def __call__(self, train_net: Any) -> float:
-        fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=".map-", suffix=".weights")
+        fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=f".map-{os.getpid()}-", suffix=".weights")
         os.close(fd)
         try:
             train_net.save_weights(temporary)
@@ -259,8 +260,11 @@ def _save_state(net: Any, path: Path, seed: int, avg_loss: float) -> None:
     arrays = {f"g{layer.index}_{kind}": net.get_parameter(layer.index, kind)
               for layer in net.layers if layer.type == "convolutional"
               for kind in GRADIENT_KINDS if kind != "scales_grad" or layer.batch_normalize}
-    with replacing(path) as temporary, open(temporary, "wb") as f:
-        np.savez(f, seen=net.seen, seed=seed, avg_loss=avg_loss, **arrays)
+    try:
+        with replacing(path) as temporary, open(temporary, "wb") as f:
+            np.savez(f, seen=net.seen, seed=seed, avg_loss=avg_loss, **arrays)
+    except OSError as exc:  # disk full, file size limit, read-only folder: the old state is intact
+        raise DarknetIOError(f"{path}: cannot write the resume state: {exc.strerror or exc}") from exc
 
 
 def _read_state(path: Path) -> Optional[_ResumeState]:
