@@ -205,6 +205,7 @@ ABSURD_CFGS = [
     ("channels", NET.replace("channels=3", "channels=2000000000") + CONV),
     ("filters", NET + CONV.replace("filters=4", "filters=2147483647")),
     ("weights", NET + CONV.replace("filters=4", "filters=60000") + CONV.replace("filters=4", "filters=60000")),
+    ("network weights", "[net]\nwidth=1\nheight=1\nchannels=8192\n" + "[convolutional]\nfilters=8192\nsize=1\n" * 3),
     ("kernel", NET + CONV.replace("size=3", "size=2000000000").replace("pad=1", "pad=0\npadding=1000000000")),
     ("padding", NET + CONV.replace("pad=1", "pad=0\npadding=2147483647")),
     ("stride", NET + CONV.replace("stride=1", "stride=2147483647")),

@@ -62,16 +62,17 @@ int dn_opt_line(const dn_options *o, const char *key);
  * ---- limits on sizes read from a cfg (or asked for by resize / batch) ----
  * Checked before any size is multiplied or allocated, so that a hostile or mistyped file is a
  * DN_ERR_CFG naming the option, never an integer overflow or an attempt at terabytes. Each is
- * far above what darknet's YOLO networks use (yolov4: 1024 filters, 9.4M weights in its largest
- * layer, 64M in all; 608x608 inputs).
+ * far above what darknet's YOLO networks use (yolov4: 1024 filters, 4.7M weights in its largest
+ * layer, 64M in all; yolov4x-mish 99M; 608x608 inputs), and low enough that creating a network at
+ * the limits (which initialises every weight) stays near a second.
  */
 #define DN_MAX_SIDE 65536                        /* width, height, kernel size, stride, padding */
 #define DN_MAX_CHANNELS 65536                    /* channels and filters of any layer */
 #define DN_MAX_CLASSES 65536                     /* [yolo] classes */
 #define DN_MAX_BOXES 65536                       /* [yolo] max (truths per image) */
 #define DN_MAX_LAYER_FLOATS ((size_t)1 << 30)    /* one image's input or output of one layer (4 GiB) */
-#define DN_MAX_LAYER_WEIGHTS ((size_t)1 << 27)   /* weights of one [convolutional] (512 MiB) */
-#define DN_MAX_NETWORK_WEIGHTS ((size_t)1 << 28) /* weights of all layers together (1 GiB) */
+#define DN_MAX_LAYER_WEIGHTS ((size_t)1 << 26)   /* weights of one [convolutional] (256 MiB) */
+#define DN_MAX_NETWORK_WEIGHTS ((size_t)1 << 27) /* weights of all layers together (512 MiB) */
 #define DN_MAX_BUFFER_FLOATS ((size_t)1 << 32)   /* any one buffer: batch x a layer, the workspace (16 GiB) */
 
 /* a * b into *out when it fits in `limit`; 0 (and *out untouched) when not. */
