@@ -275,3 +275,25 @@ def test_weights_header_with_absurd_version_is_a_weights_error(tmp_path):
     bad = write(tmp_path / "bad.weights", struct.pack("<iii", 2**31 - 1, 2**31 - 1, 0) + b"\0" * 64)
     with pytest.raises(dn.WeightsError, match=r"bad\.weights: not a darknet \.weights file"):
         dn.Network(cfg, bad)
+
+
+@pytest.mark.parametrize("text, error, pattern", [
+    ("classes = 4294967296\n", dn.DataError, r"x\.data:1: classes must be an integer in \[1, 65536\]"),
+    ("classes = " + "9" * 5000 + "\n", dn.DataError, r"x\.data:1: classes must be an integer"),
+    ("classes = 2\nnames = /dev/zero\n", dn.DarknetIOError, r"/dev/zero: \.names file is not a regular file"),
+])
+def test_absurd_data_files_are_refused(tmp_path, text, error, pattern):
+    path = write(tmp_path / "x.data", text)
+    with pytest.raises(error, match=pattern):
+        read_data_file(path)
+
+
+@pytest.mark.parametrize("record, pattern", [
+    ('{"ID": "x", "gtboxes": ' + "[" * 50000 + "]" * 50000 + "}", r"nested too deeply"),
+    ('{"ID": "x", "gtboxes": [{"hbox": [' + "9" * 5000 + ", 1, 1, 1]}]}", r"invalid JSON \(Exceeds the limit"),
+    ('{"ID": "x", "gtboxes": [{"hbox": [' + "9" * 400 + ", 1, 1, 1]}]}", r"hbox: expected a finite number"),
+])
+def test_absurd_odgt_records_are_data_errors(tmp_path, record, pattern):
+    path = write(tmp_path / "a.odgt", record + "\n")
+    with pytest.raises(dn.DataError, match=pattern):
+        list(crowdhuman.parse_odgt(path))

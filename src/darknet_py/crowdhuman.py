@@ -81,12 +81,19 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _finite(number: Any) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an integer beyond any float: 1e400 written out in digits
+        return False
+
+
 def _box(value: Any, where: str) -> Box:
     if not isinstance(value, list) or len(value) != 4:
         got = f"{len(value)} values" if isinstance(value, list) else type(value).__name__
         raise DataError(f"{where}: expected [x, y, w, h] (4 numbers), got {got}")
     for item in value:
-        if not _is_number(item) or not math.isfinite(item):
+        if not _is_number(item) or not _finite(item):
             raise DataError(f"{where}: expected a finite number, got {quote(item)}")
     x, y, w, h = (float(v) for v in value)
     return x, y, w, h
@@ -127,6 +134,10 @@ def _record(text: str, path: Path, line: int) -> OdgtRecord:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except ValueError as exc:  # a number of more digits than Python converts (sys.get_int_max_str_digits)
+        raise DataError(f"{where}: invalid JSON ({exc})") from None
+    except RecursionError:
+        raise DataError(f"{where}: invalid JSON (arrays or objects nested too deeply)") from None
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     if "ID" not in obj:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -16,6 +17,9 @@ import numpy as np
 
 from ._typing import PathLike
 from .errors import DarknetIOError, DataError, quote
+
+
+MAX_CLASSES = 65536  # the engine's limit on a [yolo] layer's classes (DN_MAX_CLASSES)
 
 
 @dataclass(frozen=True)
@@ -45,11 +49,15 @@ def _resolve(value: str, base_dir: Path) -> Path:
 def _read_text_lines(path: Path, what: str) -> list[str]:
     try:
         with open(path, encoding="utf-8") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # /dev/zero or a FIFO would never end
+                raise DarknetIOError(f"{path}: {what} is not a regular file")
             text = f.read()
     except FileNotFoundError:
         raise DarknetIOError(f"{path}: {what} not found") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: {what} is not UTF-8 text ({exc.reason})") from None
+    except DarknetIOError:
+        raise
     except OSError as exc:
         raise DarknetIOError(f"{path}: cannot read {what}: {exc.strerror}") from None
     if "\0" in text:  # a binary file; and no path may hold a NUL (open() would raise ValueError)
@@ -80,8 +88,9 @@ def read_data_file(path: PathLike) -> DataConfig:
     if "classes" not in values:
         raise DataError(f"{path}: missing 'classes = N'")
     classes_text, classes_line = values["classes"]
-    if not re.fullmatch(r"\d+", classes_text) or int(classes_text) < 1:
-        raise DataError(f"{path}:{classes_line}: classes must be a positive integer, got {quote(classes_text)}")
+    if not re.fullmatch(r"\d{1,9}", classes_text) or not 1 <= int(classes_text) <= MAX_CLASSES:
+        raise DataError(f"{path}:{classes_line}: classes must be an integer in [1, {MAX_CLASSES}], "
+                        f"got {quote(classes_text)}")
     classes = int(classes_text)
 
     def optional_path(key: str) -> Optional[Path]:
