@@ -118,3 +118,39 @@ def test_stopbackward_keeps_the_frozen_layers_bit_identical_for_n_iterations(tmp
                 assert set(learning) <= changed
             else:
                 assert set(frozen) <= changed  # the freeze is over
+
+
+def test_train_from_a_partial_file_keeps_the_frozen_backbone_until_stopbackward(tmp_path):
+    """train() with stopbackward=100 on the last backbone conv, started from a partial file: its
+    `_last.weights` at iteration 100 holds the partial file's backbone bit for bit, the layers
+    above it learnt; 20 iterations later the backbone has moved too."""
+    dn.crowdhuman.synthesize(tmp_path / "src", train=8, val=2, seed=0, width_range=(64, 128))
+    summary = dn.crowdhuman.prepare(tmp_path / "src", tmp_path / "ds", 64, 64, min_size=2, progress=False)
+    recipe = dict(classes=2, width=64, height=64, batch=4, subdivisions=1, learning_rate=0.001, burn_in=2,
+                  mosaic=False)
+    source = dn.cfg.write_cfg(tmp_path / "source.cfg", "yolov4-tiny", max_batches=10, steps=(8, 9), **recipe)
+    trained = dn.train(summary.data_file, source, backup_dir=tmp_path / "b0", seed=1, progress=False)
+    cut = dn.partial(source, trained.final_weights, tmp_path / "source.conv.27", 27)
+    frozen_cfg = dn.cfg.write_cfg(tmp_path / "frozen.cfg", "yolov4-tiny", max_batches=120, steps=(110, 115),
+                                  stopbackward=100, **recipe)
+    kept = {}
+
+    def keep(p: dn.TrainProgress) -> None:
+        if p.iteration == 100:
+            kept[100] = (tmp_path / "b1" / "frozen_last.weights").read_bytes()
+
+    result = dn.train(summary.data_file, frozen_cfg, cut, backup_dir=tmp_path / "b1", seed=2, progress=False,
+                      callback=keep)
+    (tmp_path / "at100.weights").write_bytes(kept[100])
+    with dn.Network(frozen_cfg, cut) as start, dn.Network(frozen_cfg, tmp_path / "at100.weights") as at_100, \
+            dn.Network(frozen_cfg, result.final_weights) as at_120:
+        assert at_100.seen == 100 * 4 and at_100.layers[26].stopbackward == 100
+        backbone = [layer.index for layer in start.layers[:27] if layer.type == "convolutional"]
+        above = [layer.index for layer in start.layers[27:] if layer.type == "convolutional"]
+        for index in backbone:
+            for kind in ("weights", "biases", "scales"):
+                np.testing.assert_array_equal(at_100.get_parameter(index, kind), start.get_parameter(index, kind))
+        assert all(not np.array_equal(at_100.get_parameter(i, "weights"), start.get_parameter(i, "weights"))
+                   for i in above)
+        assert all(not np.array_equal(at_120.get_parameter(i, "weights"), start.get_parameter(i, "weights"))
+                   for i in backbone)
