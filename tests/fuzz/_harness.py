@@ -12,9 +12,11 @@ crash-<sha1> (or timeout-/oom-) in the current directory, and the process exits 
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import random
+import shutil
 import sys
 import tempfile
 import warnings
@@ -24,8 +26,18 @@ from typing import Callable, Optional
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus"  # committed inputs: every finding, kept as a regression test
 
-# Scratch files for readers that take a path: in memory where the machine has a tmpfs.
-_SCRATCH = Path(tempfile.mkdtemp(prefix="darknet_py-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+# Scratch files for readers that take a path: in memory where the machine has a tmpfs. Removed at
+# exit, and by the next process when libFuzzer ended this one without running atexit handlers.
+_SCRATCH_ROOT = Path("/dev/shm") if os.path.isdir("/dev/shm") else Path(tempfile.gettempdir())
+for _old in _SCRATCH_ROOT.glob("darknet_py-fuzz-*"):
+    try:
+        os.kill(int(_old.name.split("-")[2]), 0)
+    except ProcessLookupError:
+        shutil.rmtree(_old, ignore_errors=True)
+    except (ValueError, IndexError, PermissionError):
+        pass
+_SCRATCH = Path(tempfile.mkdtemp(prefix=f"darknet_py-fuzz-{os.getpid()}-", dir=_SCRATCH_ROOT))
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
 
 
 def scratch_file(name: str, data: bytes) -> Path:
