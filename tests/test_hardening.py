@@ -297,3 +297,15 @@ def test_absurd_odgt_records_are_data_errors(tmp_path, record, pattern):
     path = write(tmp_path / "a.odgt", record + "\n")
     with pytest.raises(dn.DataError, match=pattern):
         list(crowdhuman.parse_odgt(path))
+
+
+def test_paths_too_long_for_the_file_system_are_not_oserrors(tmp_path):
+    from darknet_py.datafile import read_image_list
+    from darknet_py.images import read_image
+
+    listed = read_image_list(write(tmp_path / "list.txt", "9" * 400 + "\n"))
+    assert [p.name for p in listed] == ["9" * 400]
+    with pytest.raises(dn.DarknetError, match="image not found"):
+        read_image(listed[0])
+    with pytest.raises(dn.DataError, match="too long for a file name"):
+        list(crowdhuman.parse_odgt(write(tmp_path / "a.odgt", '{"ID": "' + "a" * 300 + '"}\n')))

@@ -37,6 +37,7 @@ CFG_CLUSTERS = {"yolov4": 9, "yolov4-tiny": 6, "yolov4-tiny-3l": 9}
 DATA_DIR = "data"
 MANIFEST = ".darknet_py_prepare"
 LINK_MODES = ("symlink", "hardlink", "copy")
+MAX_ID_BYTES = 250  # an image ID becomes <ID>.jpg / <ID>.txt: file names have at most 255 bytes
 
 
 # --------------------------------------------------------------------------- parsing
@@ -125,6 +126,8 @@ def _image_id(value: Any, where: str) -> str:
     # The ID becomes a file name and a line of a list file.
     if value in (".", "..") or any(c in value for c in "/\\\n\r\0"):
         raise DataError(f"{where}: {quote(value)} cannot be used as a file name")
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:  # <ID>.jpg and <ID>.txt must fit in 255 bytes
+        raise DataError(f"{where}: {quote(value)} is too long for a file name (over {MAX_ID_BYTES} bytes)")
     return value
 
 

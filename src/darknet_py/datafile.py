@@ -40,10 +40,11 @@ def _resolve(value: str, base_dir: Path) -> Path:
         candidate = Path(value).expanduser()
     except RuntimeError:  # `~name` of no known user: the path as written
         candidate = Path(value)
-    if candidate.is_absolute() or candidate.exists():
+    # os.path.exists, not Path.exists: a name too long for the file system is "not there", not OSError
+    if candidate.is_absolute() or os.path.exists(candidate):
         return candidate
     beside = base_dir / candidate
-    return beside if beside.exists() else candidate
+    return beside if os.path.exists(beside) else candidate
 
 
 def _read_text_lines(path: Path, what: str) -> list[str]:

@@ -1,6 +1,7 @@
 """The one image reader of data loading, evaluation, the CLI and the demo."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -17,7 +18,9 @@ def read_image(path: PathLike) -> np.ndarray:
     DarknetIOError) naming the file when it is missing or cannot be decoded, and DataError
     when its JPEG header claims an absurd size (refused before any pixel is allocated)."""
     path = Path(path)
-    if not path.is_file():  # checked first: cv2.imread would print a warning of its own
+    # checked first: cv2.imread would print a warning of its own. os.path.isfile: a name too long for
+    # the file system is "not found", where Path.is_file raises OSError
+    if not os.path.isfile(path):
         raise ImageError(f"{path}: image not found")
     check_jpeg_header(path)
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
