@@ -19,6 +19,7 @@ from ._typing import PathLike
 from .errors import DarknetIOError, DataError, quote
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_CLASSES = 65536  # the engine's limit on a [yolo] layer's classes (DN_MAX_CLASSES)
 
 
@@ -156,5 +157,7 @@ def read_labels(path: PathLike) -> np.ndarray:
             raise DataError(f"{path}:{number}: class id must be a non-negative integer, got {quote(fields[0])}")
         if not all(np.isfinite(values)):
             raise DataError(f"{path}:{number}: non-finite value in {quote(raw.strip())}")
+        if max(abs(v) for v in values) > _FLOAT32_MAX:  # would be inf in the float32 array
+            raise DataError(f"{path}:{number}: value beyond float32 range in {quote(raw.strip())}")
         rows.append(values)
     return np.asarray(rows, dtype=np.float32).reshape(-1, 5)
