@@ -171,6 +171,11 @@ def test_data_file_errors_quote_escaped(tmp_path, text, error):
     assert r"\x1b[31m" in message and not CONTROL.search(message), message
 
 
+def test_label_values_beyond_float32_are_refused(tmp_path):
+    with pytest.raises(dn.DataError, match=r"x\.txt:2: value beyond float32 range"):
+        read_labels(write(tmp_path / "x.txt", "0 0.5 0.5 0.1 0.1\n1 0.5 0.5 0.1 3.5e38\n"))
+
+
 @pytest.mark.parametrize("line", ["0 0.5 0.5 0.1" + ESCAPE, "0 0.5 0.5 0.1 0.1 " + ESCAPE,
                                   ESCAPE + " 0.5 0.5 0.1 0.1", "0" * 500 + "x 1 1 1 1"])
 def test_label_errors_quote_escaped_and_bounded(tmp_path, line):
