@@ -145,7 +145,7 @@ def fresh(tmp_path_factory):
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=clean_env())
     sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import write_arch_cfg
+    from helpers import write_arch_cfg
 
     cfg = write_arch_cfg(work, "yolov4-tiny", width=64, height=64)
     return work, tree, venv / "bin" / "python", cfg

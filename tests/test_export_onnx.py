@@ -20,7 +20,7 @@ import darknet_py as dn
 from darknet_py import detect
 from darknet_py.onnx_export import build_model
 
-from conftest import write_random_weights, write_text
+from helpers import write_random_weights, write_text
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ARCHS = ("yolov3-tiny", "yolov4-tiny", "yolov4-tiny-3l", "yolov4")
@@ -167,7 +167,7 @@ def test_fp16_arithmetic_within_1e_2_in_the_onnx_reference_evaluator(tmp_path, a
     tensors between operators: float16 arithmetic, whatever the CPU."""
     from onnx.reference import ReferenceEvaluator
 
-    from conftest import write_arch_cfg
+    from helpers import write_arch_cfg
 
     cfg = write_arch_cfg(tmp_path, arch, width=width, height=height)
     weights = write_random_weights(cfg, tmp_path / "w.weights")

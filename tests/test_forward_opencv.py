@@ -160,7 +160,7 @@ def test_letterbox_boxes_map_back_to_image_pixels(tmp_path):
     """With letter_box=1 the image is shrunk to fit and centred on grey; detect() must return
     boxes in the original image's pixels. Checked against the geometric mapping written out here:
     network pixel -> minus the grey border -> times (image size / letterboxed size)."""
-    from conftest import write_arch_cfg, write_random_weights
+    from helpers import write_arch_cfg, write_random_weights
 
     cfg = write_arch_cfg(tmp_path, "yolov4-tiny", letter_box=True)
     weights = write_random_weights(cfg, tmp_path / "w.weights")

@@ -10,7 +10,7 @@ import pytest
 
 import darknet_py as dn
 
-from conftest import write_arch_cfg, write_random_weights
+from helpers import write_arch_cfg, write_random_weights
 
 HEADER_BYTES = 3 * 4 + 8  # major, minor, revision (int32) and seen (uint64)
 PARAMETERS = ("biases", "scales", "rolling_mean", "rolling_variance", "weights")

@@ -11,7 +11,7 @@ import pytest
 import darknet_py as dn
 from darknet_py.video import annotate_video
 
-from conftest import write_arch_cfg, write_random_weights, write_text
+from helpers import write_arch_cfg, write_random_weights, write_text
 
 FRAMES, WIDTH, HEIGHT = 12, 192, 144
 

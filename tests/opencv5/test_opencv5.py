@@ -15,7 +15,7 @@ import onnxruntime as ort
 import darknet_py as dn
 from darknet_py.demo import DemoConfig, run_demo
 
-from conftest import write_arch_cfg, write_random_weights
+from helpers import write_arch_cfg, write_random_weights
 
 assert int(cv2.__version__.split(".")[0]) >= 5, f"these tests are for OpenCV 5, found {cv2.__version__}"
 
