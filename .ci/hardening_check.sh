@@ -4,12 +4,12 @@
 #  2. the extension built with ASan + UBSan in a copy of the tree (the repo's own build is left
 #     alone) and a fast subset of the Python tests run against it: forward, weights, errors,
 #     gradients, the fuzz regression inputs and a few real training iterations, leak checking on;
-#  3. each fuzz target of tests/fuzz/ for FUZZ_SECONDS (default 40) on its seeds and regressions.
+#  3. each fuzz target of tests/fuzz/ for FUZZ_SECONDS (default 45) on its seeds and regressions.
 # Any sanitizer report, leak or fuzz finding fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-FUZZ_SECONDS=${FUZZ_SECONDS:-40}
+FUZZ_SECONDS=${FUZZ_SECONDS:-45}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/darknet_py-hardening.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 began=$(date +%s)
