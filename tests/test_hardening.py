@@ -314,3 +314,18 @@ def test_paths_too_long_for_the_file_system_are_not_oserrors(tmp_path):
         read_image(listed[0])
     with pytest.raises(dn.DataError, match="too long for a file name"):
         list(crowdhuman.parse_odgt(write(tmp_path / "a.odgt", '{"ID": "' + "a" * 300 + '"}\n')))
+
+
+def test_maxpool_window_far_larger_than_the_input_costs_only_the_input(tmp_path):
+    import time
+
+    cfg = write(tmp_path / "pool.cfg", "[net]\nwidth=16\nheight=16\nchannels=16\n[maxpool]\nsize=65535\nstride=2\n")
+    blob = np.random.default_rng(2).normal(0, 1, (1, 16, 16, 16)).astype(np.float32)
+    with dn.Network(cfg) as net:
+        began = time.perf_counter()
+        out = net.forward_layer_outputs(blob)[0]
+        elapsed = time.perf_counter() - began
+    assert out.shape == (1, 16, 8, 8)
+    # every window covers the whole input: each output is its channel's maximum
+    np.testing.assert_array_equal(out, np.broadcast_to(blob.max(axis=(2, 3))[:, :, None, None], out.shape))
+    assert elapsed < 0.5, elapsed  # it visited 65535 x 65535 taps per output before (seconds)

@@ -17,6 +17,22 @@ from darknet_py import cfg as cfg_builder  # noqa: E402
 NAME = "cfg"
 TEXT = True
 RUN_BELOW = 200_000  # values in all layer outputs together: bigger networks are only parsed
+WORK_BELOW = 20_000_000  # ... and so are those whose forward pass is long (see work())
+
+
+def work(net: dn.Network) -> int:
+    """Multiply-adds (or comparisons) of one forward pass, roughly: a small output may still take
+    long (a 255x255 kernel over a padded 16x16 input)."""
+    total = 0
+    for layer in net.layers:
+        out = int(np.prod(layer.output_shape))
+        if layer.type == "convolutional":
+            total += out * (layer.input_shape[0] // max(layer.groups, 1)) * layer.size * layer.size
+        elif layer.type == "maxpool":  # the engine visits only the taps inside the input
+            total += out * min(layer.size * layer.size, layer.input_shape[1] * layer.input_shape[2])
+        else:
+            total += out
+    return total
 
 
 def one_input(data: bytes) -> None:
@@ -31,7 +47,7 @@ def one_input(data: bytes) -> None:
         for layer in net.layers:
             assert min(layer.input_shape) >= 1 and min(layer.output_shape) >= 1, layer
             total += int(np.prod(layer.output_shape))
-        if total * 2 > RUN_BELOW or net.channels * net.width * net.height > RUN_BELOW:
+        if total * 2 > RUN_BELOW or net.channels * net.width * net.height > RUN_BELOW or work(net) > WORK_BELOW:
             return
         blob = np.linspace(0, 1, 2 * net.channels * net.height * net.width, dtype=np.float32)
         blob = blob.reshape(2, net.channels, net.height, net.width)

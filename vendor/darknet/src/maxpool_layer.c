@@ -45,12 +45,15 @@ void dn_maxpool_forward(dn_layer *l, const float *input, int n)
                 for (int ox = 0; ox < l->out_w; ++ox) {
                     float best = -FLT_MAX;
                     int best_index = -1;
-                    for (int ky = 0; ky < l->size; ++ky) {
-                        const int iy = offset + oy * l->stride + ky;
-                        if (iy < 0 || iy >= l->h) continue;
-                        for (int kx = 0; kx < l->size; ++kx) {
-                            const int ix = offset + ox * l->stride + kx;
-                            if (ix < 0 || ix >= l->w) continue;
+                    /* only the taps inside the input: a window far larger than the input (size=65535
+                     * on 16x16) costs what the input holds, not size * size */
+                    const int y0 = offset + oy * l->stride, x0 = offset + ox * l->stride;
+                    const int ky_end = l->size < l->h - y0 ? l->size : l->h - y0;
+                    const int kx_end = l->size < l->w - x0 ? l->size : l->w - x0;
+                    for (int ky = y0 < 0 ? -y0 : 0; ky < ky_end; ++ky) {
+                        const int iy = y0 + ky;
+                        for (int kx = x0 < 0 ? -x0 : 0; kx < kx_end; ++kx) {
+                            const int ix = x0 + kx;
                             const float v = in[iy * l->w + ix];
                             if (v > best) {
                                 best = v;
