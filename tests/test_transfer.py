@@ -13,7 +13,8 @@ import pytest
 import darknet_py as dn
 from darknet_py.demo import DemoConfig
 
-MAP_BAR = 0.85
+MAP_BAR = 0.88    # measured (1 BLAS thread): partial 0.327 / 0.922 at 100 / 200; random, same 200-iteration
+                  # schedule, 0.063 / 0.853; random, the demo's 600-iteration schedule, 0.928 at 500
 CUT = 29                     # layers 0-28: everything below the first class-dependent head conv
 FINE_TUNE = dict(max_batches=200, steps=(160, 180))
 
@@ -47,4 +48,5 @@ def test_a_partial_start_reaches_the_map_bar_in_far_fewer_iterations(trained_dem
     print(report)
     assert fine_at is not None and fine_at <= FINE_TUNE["max_batches"], report
     assert first_iteration_at(scratch.history.maps, MAP_BAR) is None, report  # not in the same 200 iterations
-    assert demo_at is not None and demo_at > fine_at, report  # from random it takes longer (500 vs 200 here)
+    assert dict(fine.history.maps)[100] > dict(scratch.history.maps)[100] + 0.15, report  # ahead from the start
+    assert demo_at is not None and demo_at > fine_at, report  # its own schedule from random: 500 vs 200 here
