@@ -60,11 +60,16 @@ def detect_video(net: "Network", source: VideoSource, *, thresh: float = 0.25, n
     network's batch), so a frame is yielded once its batch is done. `max_frames` stops early
     (useful for cameras). The stream is closed when the generator ends or is closed.
     """
-    batch = net.batch if batch is None else batch
-    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-        raise ShapeError(f"batch must be a positive integer, got {batch!r}")
-    capture = open_video(source)
+    yield from _detect_capture(net, open_video(source), thresh, nms, batch, max_frames)
+
+
+def _detect_capture(net: "Network", capture: cv2.VideoCapture, thresh: float, nms: float, batch: Optional[int],
+                    max_frames: Optional[int]) -> Iterator[VideoFrame]:
+    """detect_video's loop over an opened capture, which it releases when done."""
     try:
+        batch = net.batch if batch is None else batch
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+            raise ShapeError(f"batch must be a positive integer, got {batch!r}")
         index = 0
         pending: list[np.ndarray] = []
         while max_frames is None or index + len(pending) < max_frames:
@@ -115,12 +120,11 @@ def annotate_video(net: "Network", source: VideoSource, output: Optional[Union[s
     began = time.perf_counter()
     frames = detections = 0
     writer = None
-    probe = open_video(source)
-    fps = frames_per_second(probe)
-    probe.release()
+    capture = open_video(source)  # opened once: its frame rate for the writer, then its frames
+    fps = frames_per_second(capture)
     with replacing(output_path, keep_suffix=True) if output_path is not None else nullcontext() as temporary:
         try:
-            for frame in detect_video(net, source, thresh=thresh, nms=nms, batch=batch, max_frames=max_frames):
+            for frame in _detect_capture(net, capture, thresh, nms, batch, max_frames):
                 if temporary is not None:
                     if writer is None:
                         writer = _open_writer(temporary, output_path.suffix.lower(), fps, frame.image)
