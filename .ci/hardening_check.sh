@@ -43,14 +43,32 @@ assert lib.dn_network_create(b'$WORK/leak.cfg', 1, 0, ffi.NULL, ffi.NULL, out) =
             || ! grep -q "in dn_network_create" "$WORK/leak.txt"; then
         cat "$WORK/leak.txt"; echo "LeakSanitizer did not report a leaked network"; exit 1
     fi
-    LD_PRELOAD="$ASAN_LIB" python -m pytest -q -p no:cacheprovider -x \
+    # LeakSanitizer's own stop-the-world tracer sometimes segfaults at exit while a thread is
+    # ending ("Tracer caught signal 11 ... LeakSanitizer has encountered a fatal error": seen in
+    # CI after the training test had passed; google/sanitizers#1353). That is no leak report and
+    # no test failure, so such a run is repeated once; a real leak or failure still fails.
+    sanitized() {
+        local log="$WORK/sanitized.log" status=0
+        LD_PRELOAD="$ASAN_LIB" "$@" > "$log" 2>&1 || status=$?
+        if [ "$status" -ne 0 ] && grep -q "Tracer caught signal" "$log" \
+                && ! grep -E -q "detected memory leaks|ERROR: AddressSanitizer|runtime error:|[0-9]+ (failed|errors?)" \
+                    "$log"; then
+            echo "(LeakSanitizer's tracer crashed at exit, no report: running again)"
+            status=0
+            LD_PRELOAD="$ASAN_LIB" "$@" > "$log" 2>&1 || status=$?
+        fi
+        cat "$log"
+        return "$status"
+    }
+    export OPENBLAS_NUM_THREADS=1  # fewer threads for the tracer to stop
+    sanitized python -m pytest -q -p no:cacheprovider -x \
         tests/test_errors.py tests/test_weights.py tests/test_gradients.py tests/test_hardening.py \
         tests/test_fuzz_regressions.py tests/test_yolo_deltas.py \
         tests/test_resources.py::test_batch_forward_equals_single_forwards \
         tests/test_resources.py::test_two_networks_in_two_threads_match_each_alone
-    LD_PRELOAD="$ASAN_LIB" python -m pytest -q -p no:cacheprovider -x tests/test_forward_opencv.py \
+    sanitized python -m pytest -q -p no:cacheprovider -x tests/test_forward_opencv.py \
         -k "yolov3-tiny or yolov4-tiny-416"
-    LD_PRELOAD="$ASAN_LIB" python -m pytest -q -p no:cacheprovider -x tests/test_train.py \
+    sanitized python -m pytest -q -p no:cacheprovider -x tests/test_train.py \
         -k "real_training_runs_end_to_end"
 )
 
