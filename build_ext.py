@@ -93,6 +93,11 @@ def blas_options() -> dict:
 # --------------------------------------------------------------------------- CUDA build
 
 
+def openmp_requested() -> bool:
+    """DARKNET_PY_OPENMP=0 builds the engine without threads (a compiler without OpenMP)."""
+    return os.environ.get("DARKNET_PY_OPENMP", "1").strip() not in ("", "0")
+
+
 def gpu_requested() -> bool:
     return os.environ.get("DARKNET_PY_GPU", "0").strip() not in ("", "0")
 
@@ -287,7 +292,7 @@ def _config_stamp(gpu: bool, arch: Optional[str], debug: bool) -> str:
     and cffi's generated C file is the same for the CPU and the CUDA build, so without it a
     `DARKNET_PY_GPU=1 pip install .` after a CPU `pip install .` of the same tree would keep the
     CPU extension in build/ ("already up-to-date"; seen), and the other way round."""
-    keys = ("DARKNET_PY_BLAS", "DARKNET_PY_BLAS_LIBS", "DARKNET_PY_SANITIZE", "CUDA_HOME", "CUDA_PATH", "CFLAGS",
+    keys = ("DARKNET_PY_BLAS", "DARKNET_PY_BLAS_LIBS", "DARKNET_PY_SANITIZE", "DARKNET_PY_OPENMP", "CUDA_HOME", "CUDA_PATH", "CFLAGS",
             "LDFLAGS")
     text = f"gpu={int(gpu)} arch={arch if gpu else '-'} debug={int(debug)}\n" + "".join(
         f"{k}={os.environ.get(k, '')}\n" for k in keys)
@@ -330,13 +335,17 @@ def make_builder(absolute_paths: bool = False, *, gpu: Optional[bool] = None, cu
     compile_args = ["-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wno-unused-function"]
     compile_args += ["-O0", "-g"] if debug else ["-O3"]
     link_args: list[str] = []
+    if openmp_requested():
+        # the engine's threads (dn_network_set_threads); the wheel repair bundles libgomp
+        compile_args.append("-fopenmp")
+        link_args.append("-fopenmp")
     sanitize = os.environ.get("DARKNET_PY_SANITIZE", "").strip()
     if sanitize:
         if not re.fullmatch(r"[a-z]+(,[a-z]+)*", sanitize):
             raise SystemExit(f"darknet_py: DARKNET_PY_SANITIZE={sanitize!r} is not a list like 'address,undefined'")
         compile_args = [a for a in compile_args if a not in ("-O3", "-O0")]
         compile_args += ["-O1", "-g", f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
-        link_args = [f"-fsanitize={sanitize}"]
+        link_args += [f"-fsanitize={sanitize}"]
     ffi = FFI()
     ffi.cdef(header_cdef())
     # Log messages from the engine reach Python through this callback.

@@ -49,6 +49,10 @@ def _preload_cuda() -> bool:
 
 
 _preload_blas()
+# The engine's OpenMP threads sleep when a parallel loop ends instead of spinning: on a machine
+# with few cores the data-loading threads (and the rest of the process) get the CPU at once. A
+# setting of the user's own is kept; it must be made before libgomp loads, which is now.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 try:
     from ._darknet_engine import ffi, lib  # noqa: E402

@@ -177,6 +177,32 @@ def _layer_info(index: int, raw) -> LayerInfo:  # noqa: ANN001 - a cffi struct
     )
 
 
+THREADS_VARIABLE = "DARKNET_PY_THREADS"
+MAX_THREADS = 1024  # the engine's DN_MAX_THREADS
+
+
+def resolve_threads(threads: Optional[int] = None) -> int:
+    """The engine's thread count: `threads` when given, else the DARKNET_PY_THREADS environment
+    variable, else the CPUs this process may run on (its affinity mask, as a container or
+    `taskset` sets it)."""
+    where = "threads"
+    if threads is None:
+        text = os.environ.get(THREADS_VARIABLE, "").strip()
+        if not text:
+            try:
+                return max(1, len(os.sched_getaffinity(0)))
+            except (AttributeError, OSError):
+                return max(1, os.cpu_count() or 1)
+        where = THREADS_VARIABLE
+        try:
+            threads = int(text)
+        except ValueError:
+            raise ShapeError(f"{THREADS_VARIABLE}={text[:40]!r} is not a whole number of threads") from None
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= MAX_THREADS:
+        raise ShapeError(f"{where} must be a whole number in [1, {MAX_THREADS}], got {threads!r}")
+    return int(threads)
+
+
 def partial(cfg: PathLike, weights: PathLike, out: PathLike, layers: int) -> Path:
     """darknet's `./darknet partial CFG WEIGHTS OUT N`: the parameters of the first `layers`
     layers of `weights` (read through `cfg`) written to `out`, with `seen` = 0."""
@@ -197,6 +223,10 @@ class Network:
     device, and raises StateError when there is none usable (or the build has no CUDA);
     "auto" takes device 0 when one is usable, else runs on the CPU with a DarknetWarning.
     Weights live on the device; results are the same arrays as on the CPU (to float rounding).
+
+    `threads`: the threads of the CPU passes (default: DARKNET_PY_THREADS, else every CPU this
+    process may use; see resolve_threads). The BLAS runs inside them, single-threaded. Results
+    are reproducible for a given count; another count may change the last bits of floats.
     """
 
     def __init__(
@@ -208,6 +238,7 @@ class Network:
         names: Union[None, PathLike, Sequence[str]] = None,
         seed: int = 0,
         gpu: GpuChoice = None,
+        threads: Optional[int] = None,
     ) -> None:
         self._handle_ptr = None
         self._lock = threading.Lock()
@@ -222,6 +253,7 @@ class Network:
                                     lib.dn_py_log, self._log_handle, out))
         self._handle_ptr = out[0]
         try:
+            check(lib.dn_network_set_threads(self._handle_ptr, resolve_threads(threads)))
             device = _resolve_gpu(gpu)
             if device >= 0:  # before the weights: they are then copied to the device once
                 check(lib.dn_network_use_gpu(self._handle_ptr, device))
@@ -303,6 +335,16 @@ class Network:
     @property
     def closed(self) -> bool:
         return self._handle_ptr is None
+
+    @property
+    def threads(self) -> int:
+        """Threads of the CPU passes (forward, backward, update); settable."""
+        with self._lock:
+            return int(lib.dn_network_threads(self._live()))
+
+    @threads.setter
+    def threads(self, threads: Optional[int]) -> None:
+        self._call(lib.dn_network_set_threads, resolve_threads(threads))
 
     def _call(self, function, *args) -> None:  # noqa: ANN001 - an engine function
         """`function(handle, *args)` on the open network, under the lock; a failure raises."""

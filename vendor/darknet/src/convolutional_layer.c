@@ -6,7 +6,7 @@
 
 #define BN_EPSILON 0.00001f
 
-static void normalize_batch(dn_layer *l, int n);
+static void normalize_batch(dn_layer *l, int n, int threads);
 
 /* Options that change the math and that this engine does not implement: refusing
  * them beats silently computing something else. */
@@ -107,10 +107,46 @@ void dn_convolutional_init_weights(dn_layer *l, dn_rng *rng)
 
 static int is_pointwise(const dn_layer *l) { return l->size == 1 && l->stride == 1 && l->pad == 0; }
 
-size_t dn_convolutional_workspace(const dn_layer *l)
+/* The forward pass works on tiles of output positions of one image and group: the im2col block of
+ * a tile (k rows x columns) is meant to stay in the core's cache between being written and the
+ * GEMM reading it, and bias, batch norm and activation follow on the tile while it is hot. */
+#define DN_TILE_CACHE_FLOATS ((size_t)64 * 1024) /* 256 KiB of columns: within a core's L2 */
+#define DN_TILE_ALIGN 16                          /* columns: a multiple of the GEMM kernel's width */
+
+/* Columns per tile: fits the cache budget, yet splits one image over all threads. It depends on
+ * the layer and the thread count only, never on the batch, so an image's result does not
+ * depend on the images beside it. */
+static int tile_columns(const dn_layer *l, int threads)
+{
+    const size_t k = (size_t)(l->c / l->groups) * l->size * l->size;
+    const size_t spatial = (size_t)l->out_h * l->out_w;
+    size_t cols = DN_TILE_CACHE_FLOATS / k;
+    const size_t share = (spatial + threads - 1) / threads;
+    if (cols > share) cols = share;
+    cols = (cols + DN_TILE_ALIGN - 1) / DN_TILE_ALIGN * DN_TILE_ALIGN;
+    if (cols < DN_TILE_ALIGN) cols = DN_TILE_ALIGN;
+    return cols > spatial ? (int)spatial : (int)cols;
+}
+
+size_t dn_convolutional_workspace(const dn_layer *l, int threads)
 {
     if (is_pointwise(l)) return 0;
-    return (size_t)(l->c / l->groups) * l->size * l->size * l->out_h * l->out_w;
+    const size_t k = (size_t)(l->c / l->groups) * l->size * l->size;
+    const size_t whole = k * l->out_h * l->out_w;          /* backward: one image's columns */
+    const size_t tiles = (size_t)threads * k * tile_columns(l, threads); /* forward */
+    return whole > tiles ? whole : tiles;
+}
+
+/* The multiply-add of inference batch norm (or of the bias alone) for filter f. */
+static void inference_affine(const dn_layer *l, int f, float *mul, float *add)
+{
+    *mul = 1.0f;
+    *add = l->biases[f];
+    if (l->batch_normalize) {
+        /* (x - mean) / sqrt(var + eps) * scale + bias, folded into one multiply-add */
+        *mul = l->scales[f] / sqrtf(l->rolling_variance[f] + BN_EPSILON);
+        *add = l->biases[f] - l->rolling_mean[f] * *mul;
+    }
 }
 
 void dn_convolutional_forward(dn_layer *l, struct dn_network *net, const float *input, int n)
@@ -120,39 +156,42 @@ void dn_convolutional_forward(dn_layer *l, struct dn_network *net, const float *
     const int spatial = l->out_h * l->out_w;
     const size_t in_group = (size_t)(l->c / l->groups) * l->h * l->w;
     const size_t weights_group = l->nweights / (size_t)l->groups;
+    const int threads = net->threads;
+    const int cols = tile_columns(l, threads);
+    const int tiles = (spatial + cols - 1) / cols;
+    const long tasks = (long)n * l->groups * tiles;
+    const int batch_norm_train = l->batch_normalize && net->train;
 
-    for (int b = 0; b < n; ++b) {
-        for (int g = 0; g < l->groups; ++g) {
-            const float *im = input + (size_t)b * l->inputs + g * in_group;
-            float *out = l->output + (size_t)b * l->outputs + (size_t)g * m * spatial;
-            const float *columns = im;
-            if (!is_pointwise(l)) {
-                dn_im2col(im, l->c / l->groups, l->h, l->w, l->size, l->stride, l->pad, net->workspace);
-                columns = net->workspace;
-            }
-            dn_gemm(0, 0, m, spatial, k, 1.0f, l->weights + g * weights_group, k, columns, spatial, 0.0f, out,
-                    spatial);
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (tasks > 1)
+    for (long task = 0; task < tasks; ++task) {
+        const int b = (int)(task / ((long)l->groups * tiles));
+        const int g = (int)(task / tiles % l->groups);
+        const int first = (int)(task % tiles) * cols;
+        const int count = spatial - first < cols ? spatial - first : cols;
+        const float *im = input + (size_t)b * l->inputs + g * in_group;
+        float *out = l->output + (size_t)b * l->outputs + (size_t)g * m * spatial + first;
+        const float *columns = im + first;
+        int ld = spatial;
+        if (!is_pointwise(l)) {
+            float *tile = net->workspace + (size_t)dn_thread_index() * k * cols;
+            dn_im2col_columns(im, l->c / l->groups, l->h, l->w, l->size, l->stride, l->pad, first, count, tile);
+            columns = tile;
+            ld = count;
+        }
+        dn_gemm(0, 0, m, count, k, 1.0f, l->weights + g * weights_group, k, columns, ld, 0.0f, out, spatial);
+        if (batch_norm_train) continue; /* normalize_batch needs the whole batch's statistics */
+        for (int j = 0; j < m; ++j) {
+            const int f = g * m + j;
+            float *row = out + (size_t)j * spatial;
+            float mul, add;
+            inference_affine(l, f, &mul, &add);
+            for (int i = 0; i < count; ++i) row[i] = row[i] * mul + add;
+            if (net->train)
+                memcpy(l->act_input + (size_t)b * l->outputs + (size_t)f * spatial + first, row, sizeof(float) * count);
+            dn_activate_array(row, (size_t)count, l->activation);
         }
     }
-
-    if (l->batch_normalize && net->train) {
-        normalize_batch(l, n);
-    } else {
-        for (int b = 0; b < n; ++b) {
-            for (int f = 0; f < l->filters; ++f) {
-                float *plane = l->output + (size_t)b * l->outputs + (size_t)f * spatial;
-                float mul = 1.0f, add = l->biases[f];
-                if (l->batch_normalize) {
-                    /* (x - mean) / sqrt(var + eps) * scale + bias, folded into one multiply-add */
-                    mul = l->scales[f] / sqrtf(l->rolling_variance[f] + BN_EPSILON);
-                    add = l->biases[f] - l->rolling_mean[f] * mul;
-                }
-                for (int i = 0; i < spatial; ++i) plane[i] = plane[i] * mul + add;
-            }
-        }
-    }
-    if (net->train) memcpy(l->act_input, l->output, (size_t)n * l->outputs * sizeof(float));
-    dn_activate_array(l->output, (size_t)n * l->outputs, l->activation);
+    if (batch_norm_train) normalize_batch(l, n, threads);
 }
 
 /*
@@ -160,12 +199,16 @@ void dn_convolutional_forward(dn_layer *l, struct dn_network *net, const float *
  * is the biased one (1/N) so that the backward pass is the exact gradient of this forward
  * (darknet divides by N - 1 here, a difference of under 1% for N >= 100).
  */
-static void normalize_batch(dn_layer *l, int n)
+static void normalize_batch(dn_layer *l, int n, int threads)
 {
     const size_t spatial = (size_t)l->out_h * l->out_w;
     const double count = (double)n * spatial;
-    memcpy(l->bn_x, l->output, (size_t)n * l->outputs * sizeof(float));
+#pragma omp parallel for num_threads(threads) schedule(static)
     for (int f = 0; f < l->filters; ++f) {
+        for (int b = 0; b < n; ++b) {
+            const size_t offset = (size_t)b * l->outputs + f * spatial;
+            memcpy(l->bn_x + offset, l->output + offset, spatial * sizeof(float));
+        }
         double sum = 0, squares = 0;
         for (int b = 0; b < n; ++b) {
             const float *plane = l->bn_x + (size_t)b * l->outputs + f * spatial;
@@ -190,16 +233,19 @@ static void normalize_batch(dn_layer *l, int n)
                 l->bn_x_norm[offset + i] = x_norm;
                 l->output[offset + i] = x_norm * l->scales[f] + l->biases[f];
             }
+            memcpy(l->act_input + offset, l->output + offset, spatial * sizeof(float));
+            dn_activate_array(l->output + offset, spatial, l->activation);
         }
     }
 }
 
 /* The adjoint of normalize_batch: turns l->delta from -dL/d(normalised output) into
  * -dL/d(convolution result), accumulating the scale and bias updates. */
-static void normalize_batch_backward(dn_layer *l, int n)
+static void normalize_batch_backward(dn_layer *l, int n, int threads)
 {
     const size_t spatial = (size_t)l->out_h * l->out_w;
     const float count = (float)((size_t)n * spatial);
+#pragma omp parallel for num_threads(threads) schedule(static)
     for (int f = 0; f < l->filters; ++f) {
         double bias_sum = 0, scale_sum = 0;
         for (int b = 0; b < n; ++b) {
@@ -233,50 +279,95 @@ static void normalize_batch_backward(dn_layer *l, int n)
     }
 }
 
+/* Splits [0, total) into `parts` runs of whole DN_TILE_ALIGN blocks; run `part` is [*first, *end). */
+static void split_range(int total, int parts, int part, int *first, int *end)
+{
+    const int blocks = (total + DN_TILE_ALIGN - 1) / DN_TILE_ALIGN;
+    const int a = (int)((long)blocks * part / parts) * DN_TILE_ALIGN;
+    const int b = (int)((long)blocks * (part + 1) / parts) * DN_TILE_ALIGN;
+    *first = a < total ? a : total;
+    *end = b < total ? b : total;
+}
+
 void dn_convolutional_backward(dn_layer *l, struct dn_network *net, const float *input, float *input_delta, int n)
 {
     const int m = l->filters / l->groups;
     const int k = (l->c / l->groups) * l->size * l->size;
     const int spatial = l->out_h * l->out_w;
-    const size_t in_group = (size_t)(l->c / l->groups) * l->h * l->w;
+    const int channels = l->c / l->groups;
+    const size_t in_group = (size_t)channels * l->h * l->w;
     const size_t weights_group = l->nweights / (size_t)l->groups;
+    const size_t taps = (size_t)l->size * l->size;
+    const int threads = net->threads;
 
-    dn_gradient_array(l->act_input, (size_t)n * l->outputs, l->activation, l->delta);
+    dn_gradient_parallel(l->act_input, (size_t)n * l->outputs, l->activation, l->delta, threads);
     if (l->batch_normalize) {
-        normalize_batch_backward(l, n);
+        normalize_batch_backward(l, n, threads);
     } else {
-        for (int b = 0; b < n; ++b)
-            for (int f = 0; f < l->filters; ++f) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int f = 0; f < l->filters; ++f) {
+            double sum = 0;
+            for (int b = 0; b < n; ++b) {
                 const float *plane = l->delta + (size_t)b * l->outputs + (size_t)f * spatial;
-                double sum = 0;
                 for (int i = 0; i < spatial; ++i) sum += plane[i];
-                l->bias_updates[f] += (float)sum;
             }
+            l->bias_updates[f] += (float)sum;
+        }
     }
+    /* Each GEMM is split over the threads along a dimension of its output, so every value is
+     * one thread's full sum, in the same order whatever the thread count. */
     for (int b = 0; b < n; ++b) {
         for (int g = 0; g < l->groups; ++g) {
             const float *im = input + (size_t)b * l->inputs + g * in_group;
             const float *d = l->delta + (size_t)b * l->outputs + (size_t)g * m * spatial;
-            const float *columns = im;
-            if (!is_pointwise(l)) {
-                dn_im2col(im, l->c / l->groups, l->h, l->w, l->size, l->stride, l->pad, net->workspace);
-                columns = net->workspace;
-            }
-            dn_gemm(0, 1, m, k, spatial, 1.0f, d, spatial, columns, spatial, 1.0f, l->weight_updates + g * weights_group, k);
-            if (!input_delta) continue;
-            float *im_delta = input_delta + (size_t)b * l->inputs + g * in_group;
-            if (is_pointwise(l)) {
-                dn_gemm(1, 0, k, spatial, m, 1.0f, l->weights + g * weights_group, k, d, spatial, 1.0f, im_delta, spatial);
-            } else {
-                dn_gemm(1, 0, k, spatial, m, 1.0f, l->weights + g * weights_group, k, d, spatial, 0.0f, net->workspace,
-                        spatial);
-                dn_col2im_add(net->workspace, l->c / l->groups, l->h, l->w, l->size, l->stride, l->pad, im_delta);
+            const float *w = l->weights + g * weights_group;
+            float *wu = l->weight_updates + g * weights_group;
+            float *im_delta = input_delta ? input_delta + (size_t)b * l->inputs + g * in_group : NULL;
+            float *ws = net->workspace;
+            const float *columns = is_pointwise(l) ? im : ws;
+#pragma omp parallel num_threads(threads)
+            {
+                const int part = dn_thread_index(), parts = threads;
+                if (!is_pointwise(l)) {
+                    const int c0 = channels * part / parts, c1 = channels * (part + 1) / parts;
+                    if (c1 > c0)
+                        dn_im2col(im + (size_t)c0 * l->h * l->w, c1 - c0, l->h, l->w, l->size, l->stride, l->pad,
+                                  ws + (size_t)c0 * taps * spatial);
+#pragma omp barrier
+                }
+                int r0, r1; /* dW += delta x columns^T, split over the rows of the kernel matrix (k) */
+                split_range(k, parts, part, &r0, &r1);
+                if (r1 > r0)
+                    dn_gemm(0, 1, m, r1 - r0, spatial, 1.0f, d, spatial, columns + (size_t)r0 * spatial, spatial, 1.0f,
+                            wu + r0, k);
+                if (im_delta) {
+#pragma omp barrier
+                    int s0, s1; /* dX columns = W^T x delta, split over output positions */
+                    split_range(spatial, parts, part, &s0, &s1);
+                    if (s1 > s0) {
+                        if (is_pointwise(l)) {
+                            dn_gemm(1, 0, k, s1 - s0, m, 1.0f, w, k, d + s0, spatial, 1.0f, im_delta + s0, spatial);
+                        } else {
+                            dn_gemm(1, 0, k, s1 - s0, m, 1.0f, w, k, d + s0, spatial, 0.0f, ws + s0, spatial);
+                        }
+                    }
+                    if (!is_pointwise(l)) {
+#pragma omp barrier
+                        const int c0 = channels * part / parts, c1 = channels * (part + 1) / parts;
+                        if (c1 > c0)
+                            dn_col2im_add(ws + (size_t)c0 * taps * spatial, c1 - c0, l->h, l->w, l->size, l->stride,
+                                          l->pad, im_delta + (size_t)c0 * l->h * l->w);
+                    }
+                }
             }
         }
     }
 }
 
-void dn_convolutional_update(dn_layer *l, float learning_rate, float momentum, float decay, int batch)
+/* Elements per chunk of the threaded SGD step. */
+#define DN_UPDATE_CHUNK 65536
+
+void dn_convolutional_update(dn_layer *l, float learning_rate, float momentum, float decay, int batch, int threads)
 {
     const float step = learning_rate / (float)batch;
     for (int f = 0; f < l->filters; ++f) {
@@ -287,9 +378,15 @@ void dn_convolutional_update(dn_layer *l, float learning_rate, float momentum, f
             l->scale_updates[f] *= momentum;
         }
     }
-    for (size_t i = 0; i < l->nweights; ++i) {
-        l->weight_updates[i] += -decay * (float)batch * l->weights[i];
-        l->weights[i] += step * l->weight_updates[i];
-        l->weight_updates[i] *= momentum;
+    const long chunks = (long)((l->nweights + DN_UPDATE_CHUNK - 1) / DN_UPDATE_CHUNK);
+#pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
+    for (long c = 0; c < chunks; ++c) {
+        const size_t first = (size_t)c * DN_UPDATE_CHUNK;
+        const size_t end = first + DN_UPDATE_CHUNK < l->nweights ? first + DN_UPDATE_CHUNK : l->nweights;
+        for (size_t i = first; i < end; ++i) {
+            l->weight_updates[i] += -decay * (float)batch * l->weights[i];
+            l->weights[i] += step * l->weight_updates[i];
+            l->weight_updates[i] *= momentum;
+        }
     }
 }

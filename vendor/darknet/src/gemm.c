@@ -9,6 +9,22 @@
 #define DN_CBLAS_SGEMM cblas_sgemm
 #endif
 
+#if defined(DN_BLAS_SCIPY_OPENBLAS)
+void scipy_openblas_set_num_threads(int threads);
+#elif defined(DN_BLAS_CBLAS)
+/* OpenBLAS's call, when the cblas library is OpenBLAS (weak: absent elsewhere) */
+void openblas_set_num_threads(int threads) __attribute__((weak));
+#endif
+
+void dn_gemm_single_threaded(void)
+{
+#if defined(DN_BLAS_SCIPY_OPENBLAS)
+    scipy_openblas_set_num_threads(1);
+#elif defined(DN_BLAS_CBLAS)
+    if (openblas_set_num_threads) openblas_set_num_threads(1);
+#endif
+}
+
 #ifdef DN_CBLAS_SGEMM
 void dn_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
              const float *b, int ldb, float beta, float *c, int ldc)

@@ -74,3 +74,45 @@ void dn_col2im_add(const float *col, int channels, int height, int width, int ks
         }
     }
 }
+
+void dn_im2col_columns(const float *im, int channels, int height, int width, int ksize, int stride, int pad,
+                       int first, int count, float *col)
+{
+    const int out_w = (width + 2 * pad - ksize) / stride + 1;
+    const int end = first + count;
+    for (int ch = 0; ch < channels; ++ch) {
+        const float *src = im + (size_t)ch * height * width;
+        for (int ky = 0; ky < ksize; ++ky) {
+            for (int kx = 0; kx < ksize; ++kx) {
+                float *dst = col + ((size_t)(ch * ksize + ky) * ksize + kx) * count;
+                /* one output row (a run of positions with the same oy) at a time */
+                for (int p = first; p < end;) {
+                    const int oy = p / out_w, ox0 = p % out_w;
+                    const int ox1 = (end - p < out_w - ox0) ? ox0 + (end - p) : out_w;
+                    float *out = dst + (p - first);
+                    const int iy = oy * stride - pad + ky;
+                    if (iy < 0 || iy >= height) {
+                        memset(out, 0, sizeof(float) * (size_t)(ox1 - ox0));
+                    } else {
+                        const float *in_row = src + (size_t)iy * width;
+                        if (stride == 1) {
+                            /* input columns ox - pad + kx inside [0, width): a contiguous run */
+                            int lo = pad - kx > ox0 ? pad - kx : ox0;
+                            int hi = width + pad - kx < ox1 ? width + pad - kx : ox1;
+                            if (hi < lo) hi = lo;
+                            for (int ox = ox0; ox < lo; ++ox) out[ox - ox0] = 0;
+                            if (hi > lo) memcpy(out + (lo - ox0), in_row + lo - pad + kx, sizeof(float) * (size_t)(hi - lo));
+                            for (int ox = hi; ox < ox1; ++ox) out[ox - ox0] = 0;
+                        } else {
+                            for (int ox = ox0; ox < ox1; ++ox) {
+                                const int ix = ox * stride - pad + kx;
+                                out[ox - ox0] = (ix >= 0 && ix < width) ? in_row[ix] : 0;
+                            }
+                        }
+                    }
+                    p += ox1 - ox0;
+                }
+            }
+        }
+    }
+}

@@ -10,6 +10,18 @@
 #include "errors.h"
 #include "rng.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+static inline int dn_thread_index(void) { return omp_get_thread_num(); }
+#else
+static inline int dn_thread_index(void) { return 0; }
+#endif
+
+/* Threads of one network: the engine's loops run on OpenMP with `num_threads(net->threads)` and
+ * call the BLAS single-threaded from inside them, so there is one pool of threads, never the
+ * BLAS's pool competing with the engine's (or spinning while the engine works alone). */
+#define DN_MAX_THREADS 1024
+
 /* ---- cfg text: sections of key = value options, with line numbers ---- */
 typedef struct {
     char *key;
@@ -142,8 +154,10 @@ struct dn_network {
     dn_net_params params;
     uint64_t seen;
     dn_rng rng;
-    float *workspace;
+    float *workspace;         /* im2col columns (a whole image, for backward) and, in the same
+                               * buffer, one forward tile per thread */
     size_t workspace_size;
+    int threads;              /* dn_network_set_threads; 1 by default */
     int training_ready;       /* training buffers allocated */
     int train;                /* the current forward runs in training mode */
     int frozen_through;       /* layers 0..frozen_through got no gradient in the last training step
@@ -172,10 +186,10 @@ dn_status dn_parse_network(const dn_cfg *cfg, struct dn_network *net);
 dn_status dn_convolutional_setup(dn_layer *l, dn_options *o, struct dn_network *net);
 void dn_convolutional_forward(dn_layer *l, struct dn_network *net, const float *input, int n);
 void dn_convolutional_init_weights(dn_layer *l, dn_rng *rng);
-size_t dn_convolutional_workspace(const dn_layer *l);
+size_t dn_convolutional_workspace(const dn_layer *l, int threads);
 
 dn_status dn_maxpool_setup(dn_layer *l, dn_options *o);
-void dn_maxpool_forward(dn_layer *l, const float *input, int n);
+void dn_maxpool_forward(dn_layer *l, const float *input, int n, int threads);
 
 dn_status dn_route_setup(dn_layer *l, dn_options *o, struct dn_network *net);
 void dn_route_forward(dn_layer *l, struct dn_network *net, int n);
@@ -184,7 +198,7 @@ dn_status dn_shortcut_setup(dn_layer *l, dn_options *o, struct dn_network *net);
 void dn_shortcut_forward(dn_layer *l, struct dn_network *net, const float *input, int n);
 
 dn_status dn_upsample_setup(dn_layer *l, dn_options *o);
-void dn_upsample_forward(dn_layer *l, const float *input, int n);
+void dn_upsample_forward(dn_layer *l, const float *input, int n, int threads);
 
 dn_status dn_yolo_setup(dn_layer *l, dn_options *o);
 void dn_yolo_forward(dn_layer *l, const float *input, int n);
@@ -200,11 +214,11 @@ int dn_layer_size_problem(dn_layer *l, int batch, char *why, size_t why_size);
 /* Backward passes: l->delta holds -dL/d(output); each adds -dL/d(input) into input_delta
  * (NULL for the first layer) and accumulates its parameter updates. */
 void dn_convolutional_backward(dn_layer *l, struct dn_network *net, const float *input, float *input_delta, int n);
-void dn_convolutional_update(dn_layer *l, float learning_rate, float momentum, float decay, int batch);
-void dn_maxpool_backward(dn_layer *l, float *input_delta, int n);
+void dn_convolutional_update(dn_layer *l, float learning_rate, float momentum, float decay, int batch, int threads);
+void dn_maxpool_backward(dn_layer *l, float *input_delta, int n, int threads);
 void dn_route_backward(dn_layer *l, struct dn_network *net, int n);
 void dn_shortcut_backward(dn_layer *l, struct dn_network *net, float *input_delta, int n);
-void dn_upsample_backward(dn_layer *l, float *input_delta, int n);
+void dn_upsample_backward(dn_layer *l, float *input_delta, int n, int threads);
 void dn_yolo_backward(dn_layer *l, float *input_delta, int n);
 /* Fill l->delta and l->stats from truths (n x max_truths x 5) after a training forward. */
 void dn_yolo_deltas(dn_layer *l, const struct dn_network *net, const float *truths, int n, int max_truths);
@@ -224,15 +238,25 @@ void dn_col2im_add(const float *col, int channels, int height, int width, int ks
 /* activations.c */
 int dn_activation_from_name(const char *name, dn_activation *out);
 void dn_activate_array(float *x, size_t n, dn_activation a);
+/* The same split over `threads` (contiguous chunks: the results do not depend on the count). */
+void dn_activate_parallel(float *x, size_t n, dn_activation a, int threads);
+void dn_gradient_parallel(const float *x, size_t n, dn_activation a, float *delta, int threads);
 static inline float dn_logistic(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-/* gemm.c: C = alpha * A * B + beta * C, row-major, no transposes needed for forward. */
+/* gemm.c: C = alpha * A * B + beta * C, row-major, no transposes needed for forward. Runs on the
+ * calling thread: the engine splits the work over its own threads (dn_gemm_single_threaded). */
 void dn_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
              const float *b, int ldb, float beta, float *c, int ldc);
+/* Ask the BLAS library to compute on the calling thread only (process-wide; idempotent). */
+void dn_gemm_single_threaded(void);
 
 /* im2col.c */
 void dn_im2col(const float *im, int channels, int height, int width, int ksize, int stride,
                int pad, float *col);
+/* Columns [first, first + count) of dn_im2col's matrix (output positions in row-major order),
+ * as a (channels * ksize * ksize) x count block. */
+void dn_im2col_columns(const float *im, int channels, int height, int width, int ksize, int stride, int pad,
+                       int first, int count, float *col);
 
 /* box helpers (nms.c) */
 float dn_box_iou(const float *a, const float *b);

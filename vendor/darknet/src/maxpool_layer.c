@@ -34,9 +34,10 @@ int dn_maxpool_reshape(dn_layer *l)
     return 1;
 }
 
-void dn_maxpool_forward(dn_layer *l, const float *input, int n)
+void dn_maxpool_forward(dn_layer *l, const float *input, int n, int threads)
 {
     const int offset = -l->pad / 2;
+#pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
     for (int b = 0; b < n; ++b) {
         for (int ch = 0; ch < l->c; ++ch) {
             const float *in = input + (size_t)b * l->inputs + (size_t)ch * l->h * l->w;
@@ -71,14 +72,19 @@ void dn_maxpool_forward(dn_layer *l, const float *input, int n)
     }
 }
 
-void dn_maxpool_backward(dn_layer *l, float *input_delta, int n)
+void dn_maxpool_backward(dn_layer *l, float *input_delta, int n, int threads)
 {
     if (!input_delta) return;
+    const size_t plane = (size_t)l->out_h * l->out_w;
+    /* a channel's outputs point into the same channel of the input: channels are independent */
+#pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
     for (int b = 0; b < n; ++b) {
-        const float *d = l->delta + (size_t)b * l->outputs;
-        const int *idx = l->indexes + (size_t)b * l->outputs;
-        float *in_delta = input_delta + (size_t)b * l->inputs;
-        for (size_t i = 0; i < l->outputs; ++i)
-            if (idx[i] >= 0) in_delta[idx[i]] += d[i];
+        for (int ch = 0; ch < l->c; ++ch) {
+            const float *d = l->delta + (size_t)b * l->outputs + ch * plane;
+            const int *idx = l->indexes + (size_t)b * l->outputs + ch * plane;
+            float *in_delta = input_delta + (size_t)b * l->inputs;
+            for (size_t i = 0; i < plane; ++i)
+                if (idx[i] >= 0) in_delta[idx[i]] += d[i];
+        }
     }
 }

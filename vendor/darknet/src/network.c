@@ -43,8 +43,8 @@ int dn_layer_size_problem(dn_layer *l, int batch, char *why, size_t why_size)
                  outputs > inputs ? outputs : inputs, DN_MAX_BUFFER_FLOATS);
         return 2;
     }
-    if (l->type == DN_LAYER_CONVOLUTIONAL && dn_convolutional_workspace(l) > DN_MAX_BUFFER_FLOATS) {
-        snprintf(why, why_size, "its im2col workspace (%zu values) is more than %zu", dn_convolutional_workspace(l),
+    if (l->type == DN_LAYER_CONVOLUTIONAL && dn_convolutional_workspace(l, 1) > DN_MAX_BUFFER_FLOATS) {
+        snprintf(why, why_size, "its im2col workspace (%zu values) is more than %zu", dn_convolutional_workspace(l, 1),
                  DN_MAX_BUFFER_FLOATS);
         return 1;
     }
@@ -92,6 +92,47 @@ void dn_network_free(dn_network *net)
     free(net);
 }
 
+/* The workspace for the layers' current shapes and `threads` threads (a new buffer: the old one
+ * is kept when this fails). */
+static dn_status remake_workspace(dn_network *net, int threads)
+{
+    size_t floats = 0;
+    for (int i = 0; i < net->n; ++i) {
+        const dn_layer *l = &net->layers[i];
+        if (l->type == DN_LAYER_CONVOLUTIONAL && dn_convolutional_workspace(l, threads) > floats)
+            floats = dn_convolutional_workspace(l, threads);
+    }
+    float *fresh = dn_calloc(floats, sizeof(float));
+    if (!fresh) return dn_fail(DN_ERR_MEMORY, "out of memory for the %zu-float workspace", floats);
+    free(net->workspace);
+    net->workspace = fresh;
+    net->workspace_size = floats;
+    return DN_OK;
+}
+
+dn_status dn_network_set_threads(dn_network *net, int threads)
+{
+    dn_clear_error();
+    if (!net) return dn_fail(DN_ERR_ARGUMENT, "network is NULL");
+    if (threads < 1 || threads > DN_MAX_THREADS)
+        return dn_fail(DN_ERR_ARGUMENT, "threads must be in [1, %d], got %d", DN_MAX_THREADS, threads);
+    if (threads == net->threads) return DN_OK;
+    dn_status st = remake_workspace(net, threads);
+    if (st == DN_OK) net->threads = threads;
+    return st;
+}
+
+int dn_network_threads(const dn_network *net) { return net ? net->threads : 0; }
+
+int dn_threads_available(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 dn_status dn_network_create(const char *cfg_path, int batch, uint64_t seed, dn_log_fn log, void *log_user,
                             dn_network **out)
 {
@@ -104,7 +145,9 @@ dn_status dn_network_create(const char *cfg_path, int batch, uint64_t seed, dn_l
     dn_network *net = dn_calloc(1, sizeof *net);
     if (!net) return dn_fail(DN_ERR_MEMORY, "out of memory");
     net->batch = batch;
+    net->threads = 1;
     net->frozen_through = -1;
+    dn_gemm_single_threaded();
     net->rng.state = seed;
     net->log = log;
     net->log_user = log_user;
@@ -121,11 +164,8 @@ dn_status dn_network_create(const char *cfg_path, int batch, uint64_t seed, dn_l
             dn_layer *l = &net->layers[i];
             if (l->type != DN_LAYER_CONVOLUTIONAL) continue;
             dn_convolutional_init_weights(l, &net->rng);
-            size_t need = dn_convolutional_workspace(l);
-            if (need > net->workspace_size) net->workspace_size = need;
         }
-        net->workspace = dn_calloc(net->workspace_size, sizeof(float));
-        if (!net->workspace) st = dn_fail(DN_ERR_MEMORY, "out of memory for the %zu-float workspace", net->workspace_size);
+        st = remake_workspace(net, net->threads);
     }
     if (st != DN_OK) {
         dn_network_free(net);
@@ -225,10 +265,10 @@ static void run_forward(dn_network *net, const float *input, int n, int train)
         dn_layer *l = &net->layers[i];
         switch (l->type) {
         case DN_LAYER_CONVOLUTIONAL: dn_convolutional_forward(l, net, x, n); break;
-        case DN_LAYER_MAXPOOL: dn_maxpool_forward(l, x, n); break;
+        case DN_LAYER_MAXPOOL: dn_maxpool_forward(l, x, n, net->threads); break;
         case DN_LAYER_ROUTE: dn_route_forward(l, net, n); break;
         case DN_LAYER_SHORTCUT: dn_shortcut_forward(l, net, x, n); break;
-        case DN_LAYER_UPSAMPLE: dn_upsample_forward(l, x, n); break;
+        case DN_LAYER_UPSAMPLE: dn_upsample_forward(l, x, n, net->threads); break;
         case DN_LAYER_YOLO: dn_yolo_forward(l, x, n); break;
         }
         x = l->output;
@@ -432,10 +472,10 @@ static void run_backward(dn_network *net, float *input_delta, int n, int iterati
         float *in_delta = i == 0 ? input_delta : net->layers[i - 1].delta;
         switch (l->type) {
         case DN_LAYER_CONVOLUTIONAL: dn_convolutional_backward(l, net, input, in_delta, n); break;
-        case DN_LAYER_MAXPOOL: dn_maxpool_backward(l, in_delta, n); break;
+        case DN_LAYER_MAXPOOL: dn_maxpool_backward(l, in_delta, n, net->threads); break;
         case DN_LAYER_ROUTE: dn_route_backward(l, net, n); break;
         case DN_LAYER_SHORTCUT: dn_shortcut_backward(l, net, in_delta, n); break;
-        case DN_LAYER_UPSAMPLE: dn_upsample_backward(l, in_delta, n); break;
+        case DN_LAYER_UPSAMPLE: dn_upsample_backward(l, in_delta, n, net->threads); break;
         case DN_LAYER_YOLO: dn_yolo_backward(l, in_delta, n); break;
         }
     }
@@ -635,7 +675,7 @@ dn_status dn_network_update(dn_network *net, float learning_rate, float momentum
     /* frozen layers got no gradient: no decay or momentum step either, so they stay exactly as loaded */
     for (int i = net->frozen_through + 1; i < net->n; ++i)
         if (net->layers[i].type == DN_LAYER_CONVOLUTIONAL)
-            dn_convolutional_update(&net->layers[i], learning_rate, momentum, decay, batch_images);
+            dn_convolutional_update(&net->layers[i], learning_rate, momentum, decay, batch_images, net->threads);
     return DN_OK;
 }
 
@@ -717,21 +757,14 @@ dn_status dn_network_resize(dn_network *net, int width, int height)
     }
     net->params.width = width;
     net->params.height = height;
-    size_t workspace = 0;
     for (int i = 0; i < net->n; ++i) {
         dn_layer *l = &net->layers[i];
         st = dn_layer_alloc_output(l, net->batch);
         if (st == DN_OK && net->training_ready && !alloc_training_buffers(l, net->batch))
             st = dn_fail(DN_ERR_MEMORY, "out of memory for the training buffers of layer %d", i);
         if (st != DN_OK) return st;
-        if (l->type == DN_LAYER_CONVOLUTIONAL && dn_convolutional_workspace(l) > workspace)
-            workspace = dn_convolutional_workspace(l);
     }
-    float *bigger = dn_calloc(workspace, sizeof(float));
-    if (!bigger) return dn_fail(DN_ERR_MEMORY, "out of memory for the %zu-float workspace", workspace);
-    free(net->workspace);
-    net->workspace = bigger;
-    net->workspace_size = workspace;
+    if ((st = remake_workspace(net, net->threads)) != DN_OK) return st;
     free(net->train_input); /* re-made at the new size by the next training call */
     net->train_input = NULL;
 #ifdef DN_GPU

@@ -52,29 +52,32 @@ dn_status dn_route_setup(dn_layer *l, dn_options *o, struct dn_network *net)
 
 void dn_route_forward(dn_layer *l, struct dn_network *net, int n)
 {
-    for (int b = 0; b < n; ++b) {
+    const long copies = (long)n * l->num_inputs;
+#pragma omp parallel for num_threads(net->threads) schedule(static) if (copies > 1)
+    for (long task = 0; task < copies; ++task) {
+        const int b = (int)(task / l->num_inputs), i = (int)(task % l->num_inputs);
         size_t offset = 0;
-        for (int i = 0; i < l->num_inputs; ++i) {
-            const dn_layer *in = &net->layers[l->input_layers[i]];
-            const size_t part = in->outputs / (size_t)l->route_groups;
-            memcpy(l->output + (size_t)b * l->outputs + offset,
-                   in->output + (size_t)b * in->outputs + part * (size_t)l->route_group_id, part * sizeof(float));
-            offset += part;
-        }
+        for (int j = 0; j < i; ++j) offset += net->layers[l->input_layers[j]].outputs / (size_t)l->route_groups;
+        const dn_layer *in = &net->layers[l->input_layers[i]];
+        const size_t part = in->outputs / (size_t)l->route_groups;
+        memcpy(l->output + (size_t)b * l->outputs + offset,
+               in->output + (size_t)b * in->outputs + part * (size_t)l->route_group_id, part * sizeof(float));
     }
 }
 
 void dn_route_backward(dn_layer *l, struct dn_network *net, int n)
 {
+    /* one input after the other: a layer named twice gets both parts added in order */
     for (int b = 0; b < n; ++b) {
         size_t offset = 0;
         for (int i = 0; i < l->num_inputs; ++i) {
             dn_layer *in = &net->layers[l->input_layers[i]];
-            const size_t part = in->outputs / (size_t)l->route_groups;
-            float *dst = in->delta + (size_t)b * in->outputs + part * (size_t)l->route_group_id;
+            const long part = (long)(in->outputs / (size_t)l->route_groups);
+            float *dst = in->delta + (size_t)b * in->outputs + (size_t)part * l->route_group_id;
             const float *src = l->delta + (size_t)b * l->outputs + offset;
-            for (size_t j = 0; j < part; ++j) dst[j] += src[j];
-            offset += part;
+#pragma omp parallel for num_threads(net->threads) schedule(static)
+            for (long j = 0; j < part; ++j) dst[j] += src[j];
+            offset += (size_t)part;
         }
     }
 }

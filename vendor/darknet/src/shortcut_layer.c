@@ -40,21 +40,37 @@ dn_status dn_shortcut_setup(dn_layer *l, dn_options *o, struct dn_network *net)
     return DN_OK;
 }
 
+/* Elements per chunk of the threaded loops. */
+#define DN_SHORTCUT_CHUNK 16384
+
 void dn_shortcut_forward(dn_layer *l, struct dn_network *net, const float *input, int n)
 {
     const dn_layer *other = &net->layers[l->input_layers[0]];
     const size_t count = (size_t)n * l->outputs;
-    for (size_t i = 0; i < count; ++i) l->output[i] = input[i] + other->output[i];
-    if (net->train) memcpy(l->act_input, l->output, count * sizeof(float));
-    dn_activate_array(l->output, count, l->activation);
+    const long chunks = (long)((count + DN_SHORTCUT_CHUNK - 1) / DN_SHORTCUT_CHUNK);
+#pragma omp parallel for num_threads(net->threads) schedule(static) if (chunks > 1)
+    for (long c = 0; c < chunks; ++c) {
+        const size_t first = (size_t)c * DN_SHORTCUT_CHUNK;
+        const size_t end = first + DN_SHORTCUT_CHUNK < count ? first + DN_SHORTCUT_CHUNK : count;
+        for (size_t i = first; i < end; ++i) l->output[i] = input[i] + other->output[i];
+        if (net->train) memcpy(l->act_input + first, l->output + first, (end - first) * sizeof(float));
+        dn_activate_array(l->output + first, end - first, l->activation);
+    }
 }
 
 void dn_shortcut_backward(dn_layer *l, struct dn_network *net, float *input_delta, int n)
 {
     dn_layer *other = &net->layers[l->input_layers[0]];
     const size_t count = (size_t)n * l->outputs;
-    dn_gradient_array(l->act_input, count, l->activation, l->delta);
-    for (size_t i = 0; i < count; ++i) other->delta[i] += l->delta[i];
-    if (input_delta)
-        for (size_t i = 0; i < count; ++i) input_delta[i] += l->delta[i];
+    const long chunks = (long)((count + DN_SHORTCUT_CHUNK - 1) / DN_SHORTCUT_CHUNK);
+    /* other->delta may be input_delta itself (from = -1 after the previous layer): both adds, in order */
+#pragma omp parallel for num_threads(net->threads) schedule(static) if (chunks > 1)
+    for (long c = 0; c < chunks; ++c) {
+        const size_t first = (size_t)c * DN_SHORTCUT_CHUNK;
+        const size_t end = first + DN_SHORTCUT_CHUNK < count ? first + DN_SHORTCUT_CHUNK : count;
+        dn_gradient_array(l->act_input + first, end - first, l->activation, l->delta + first);
+        for (size_t i = first; i < end; ++i) other->delta[i] += l->delta[i];
+        if (input_delta)
+            for (size_t i = first; i < end; ++i) input_delta[i] += l->delta[i];
+    }
 }

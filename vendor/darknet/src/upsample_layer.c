@@ -26,9 +26,10 @@ int dn_upsample_reshape(dn_layer *l)
     return 1;
 }
 
-void dn_upsample_forward(dn_layer *l, const float *input, int n)
+void dn_upsample_forward(dn_layer *l, const float *input, int n, int threads)
 {
     const int s = l->upsample_stride;
+#pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
     for (int b = 0; b < n; ++b) {
         for (int ch = 0; ch < l->c; ++ch) {
             const float *in = input + (size_t)b * l->inputs + (size_t)ch * l->h * l->w;
@@ -42,10 +43,11 @@ void dn_upsample_forward(dn_layer *l, const float *input, int n)
     }
 }
 
-void dn_upsample_backward(dn_layer *l, float *input_delta, int n)
+void dn_upsample_backward(dn_layer *l, float *input_delta, int n, int threads)
 {
     if (!input_delta) return;
     const int s = l->upsample_stride;
+#pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
     for (int b = 0; b < n; ++b) {
         for (int ch = 0; ch < l->c; ++ch) {
             float *in = input_delta + (size_t)b * l->inputs + (size_t)ch * l->h * l->w;
