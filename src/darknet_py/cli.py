@@ -3,7 +3,7 @@
     darknet-py crowdhuman synthesize OUT [--train N] [--val N] [--seed S]
     darknet-py crowdhuman prepare ROOT OUT --size 416x416 [--arch yolov4] [--min-size 5] ...
     darknet-py detector calc_anchors DATA -num_of_clusters 9 -width 416 -height 416
-    darknet-py detector train DATA CFG [WEIGHTS] [-map] [-clear] [-dont_show]
+    darknet-py detector train DATA CFG [WEIGHTS] [-map] [-clear] [-dont_show] [-distributed]
     darknet-py detector map DATA CFG WEIGHTS [-points 0] [-iou_thresh 0.5] [-thresh 0.25]
     darknet-py detector test DATA CFG WEIGHTS IMAGE [-thresh 0.25] [-ext_output]
     darknet-py detector demo DATA CFG WEIGHTS VIDEO|CAMERA [-out_filename out.mp4] [-thresh 0.25] [-dont_show]
@@ -135,8 +135,10 @@ def _print_train_result(result: TrainResult) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     # -dont_show is accepted for the tutorials' sake: no window is ever opened, chart.png is written.
     result = train(args.data, args.cfg, args.weights, compute_map=args.map, clear=args.clear,
-                   max_batches=args.max_batches, seed=args.seed, backup_dir=args.backup)
-    _print_train_result(result)
+                   max_batches=args.max_batches, seed=args.seed, backup_dir=args.backup,
+                   distributed=args.distributed, distributed_timeout=args.distributed_timeout or None)
+    if result.rank == 0:  # distributed: rank 0 holds the checkpoints; the others print nothing
+        _print_train_result(result)
     return 0
 
 
@@ -283,6 +285,11 @@ def _add_detector(subparsers: argparse._SubParsersAction, common: argparse.Argum
     _flag(p, "map", action="store_true", help="compute mAP@0.5 on the valid list during training")
     _flag(p, "clear", action="store_true", help="restart the iteration count at 0 whatever the weights say")
     _flag(p, "dont_show", action="store_true", help="accepted for darknet compatibility; no window is opened")
+    _flag(p, "distributed", action="store_true",
+          help="one rank of an MPI job (mpirun -np N darknet-py detector train ...): the ranks share every batch "
+               "(needs darknet_py[mpi])")
+    _flag(p, "distributed_timeout", type=_bounded(float, 0), default=600.0, metavar="SECONDS",
+          help="with -distributed: abort the job when a rank waits this long for the others (0: never; default 600)")
     p.add_argument("--max-batches", type=positive_int, help="override the cfg's max_batches")
     p.add_argument("--seed", type=non_negative_int, help="data and augmentation seed (default: random, printed)")
     p.add_argument("--backup", type=Path, help="checkpoint folder (default: the .data's backup)")

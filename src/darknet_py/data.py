@@ -129,11 +129,17 @@ class BatchLoader:
     `workers` threads (0: none, everything happens in get()) prefetch the next `prefetch`
     batch indexes after each get(), at the size of that get(). Label problems go to `warn`
     (default warnings.warn) once per file; an unreadable image raises DataError from get().
+
+    `slot_plan` (distributed training) maps the index passed to get() to (source index, first
+    slot): slot s of the returned batch is then drawn as slot first + s of batch `source index`
+    of a loader without a plan, so that one process can take any contiguous part of another's
+    batches. The default is (index, 0).
     """
 
     def __init__(self, image_paths: Sequence[PathLike], *, classes: int, batch: int, width: int, height: int,
                  augmentation: Augmentation, max_boxes: int = 200, seed: int = 0, workers: int = 2,
-                 prefetch: int = 2, warn: Optional[Warn] = None):
+                 prefetch: int = 2, warn: Optional[Warn] = None,
+                 slot_plan: Optional[Callable[[int], tuple[int, int]]] = None):
         for name, value, minimum in (("classes", classes, 1), ("batch", batch, 1), ("width", width, 1),
                                      ("height", height, 1), ("max_boxes", max_boxes, 1), ("seed", seed, 0),
                                      ("workers", workers, 0), ("prefetch", prefetch, 0)):
@@ -146,6 +152,7 @@ class BatchLoader:
         self.classes, self.batch, self.width, self.height = classes, batch, width, height
         self.augmentation, self.max_boxes, self.seed = augmentation, max_boxes, seed
         self.prefetch = prefetch if workers else 0
+        self.slot_plan = slot_plan
         self._labels = _Labels(classes, warn or _default_warn)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="darknet_py-data") if workers else None
         self._pending: dict[tuple[int, int, int], _Pending] = {}
@@ -191,8 +198,9 @@ class BatchLoader:
         images = np.empty((self.batch, 3, height, width), dtype=np.float32)
         truths = np.zeros((self.batch, self.max_boxes, 5), dtype=np.float32)
         slots = []
+        source, first = self.slot_plan(index) if self.slot_plan is not None else (index, 0)
         for slot in range(self.batch):
-            args = (index, slot, width, height, images[slot], truths[slot])
+            args = (source, first + slot, width, height, images[slot], truths[slot])
             slots.append(self._pool.submit(self._fill_slot, *args) if self._pool else _done(self._fill_slot, *args))
         return _Pending(images, truths, slots)
 

@@ -38,6 +38,11 @@ class MissingDependencyError(DarknetError, ImportError):
     """An optional package a feature needs is not installed; the message gives the install command."""
 
 
+class DistributedError(StateError):
+    """Distributed training (train(distributed=True)) cannot go on: another rank failed, the
+    ranks disagree (cfg, image list, batch) or MPI reported an error; names the rank at fault."""
+
+
 QUOTE_CHARS = 80  # at most this many characters of a quoted value, then "..."
 
 

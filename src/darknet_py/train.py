@@ -99,6 +99,7 @@ class TrainResult:
     stopped_early: bool            # the callback returned False before max_batches
     seconds: float                 # wall time of the call
     seed: int                      # the seed used (give it back to reproduce or resume the run)
+    rank: int = 0                  # distributed: this process's rank (only rank 0 writes, so only its paths are set)
 
     @property
     def iterations(self) -> int:
@@ -315,6 +316,7 @@ class _Trainer:
         self.callback, self.map_runner, self.map_period = callback, map_runner, map_period
         self.reporter = reporter
         self.images_per_iteration = params.batch
+        self.steps = params.subdivisions  # forward/backward passes per iteration (distributed: per rank)
         self.start = self.done = start
         self.last_map_iteration = start
         self.yolo = _yolo_settings(net)
@@ -359,7 +361,7 @@ class _Trainer:
         began = time.perf_counter()
         self.resize_for(index)
         self.in_iteration = True
-        stats = tuple(self.step(index, k) for k in range(self.params.subdivisions))
+        stats = self.accumulate(index)
         loss = sum(s.loss for s in stats) / len(stats)
         rate = learning_rate_at(index + 1, self.params)
         self.net.update(rate, self.params.momentum, self.params.decay, self.images_per_iteration)
@@ -375,6 +377,10 @@ class _Trainer:
         self.reporter.iteration(progress)
         return progress
 
+    def accumulate(self, index: int) -> tuple[TrainStats, ...]:
+        """The forward/backward passes of iteration `index`; their stats."""
+        return tuple(self.step(index, k) for k in range(self.steps))
+
     def resize_for(self, index: int) -> None:
         if not self.yolo.random:
             return
@@ -385,7 +391,7 @@ class _Trainer:
             self.size = size
 
     def step(self, index: int, k: int) -> TrainStats:
-        batch = self.loader.get(index * self.params.subdivisions + k, *self.size)
+        batch = self.loader.get(index * self.steps + k, *self.size)
         try:
             stats = self.net.train_step(batch.images, batch.truths, index)
         except StateError as exc:  # the engine's answer to a non-finite loss
@@ -452,17 +458,21 @@ class _Trainer:
 class _DeferredInterrupt:
     """The first Ctrl-C asks the loop to stop after the current iteration (so `_last` gets its
     exact resume state); a second one interrupts at once. Only in the main thread, and only
-    when SIGINT has Python's default handler (an application's own handler is left alone)."""
+    when SIGINT has Python's default handler (an application's own handler is left alone).
+    Distributed training treats SIGTERM and SIGUSR1 (mpirun forwards it) as Ctrl-C too."""
 
-    def __init__(self, trainer: _Trainer, reporter: _Reporter):
+    def __init__(self, trainer: _Trainer, reporter: _Reporter, signals: Sequence[int] = (signal.SIGINT,)):
         self.trainer, self.reporter = trainer, reporter
-        self.installed = False
+        self.signals = tuple(signals)
+        self.installed: list[int] = []
 
     def __enter__(self) -> "_DeferredInterrupt":
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            signal.signal(signal.SIGINT, self.handle)
-            self.installed = True
+        if threading.current_thread() is threading.main_thread():
+            for number in self.signals:
+                default = signal.default_int_handler if number == signal.SIGINT else signal.SIG_DFL
+                if signal.getsignal(number) is default:
+                    signal.signal(number, self.handle)
+                    self.installed.append(number)
         return self
 
     def handle(self, signum: int, frame: Any) -> None:
@@ -472,17 +482,37 @@ class _DeferredInterrupt:
         self.reporter.message("interrupted: stopping after this iteration (Ctrl-C again to stop now)")
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.installed:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+        for number in self.installed:
+            signal.signal(number, signal.default_int_handler if number == signal.SIGINT else signal.SIG_DFL)
+        self.installed = []
 
 
 def _open_network(cfg: Path, weights: Optional[PathLike], names: list[str], seed: int,
-                  gpu: Optional[int] = None) -> tuple[Any, NetParams]:
+                  gpu: Optional[int] = None, group: Any = None) -> tuple[Any, NetParams]:
     with Network(cfg, batch=1) as probe:  # the mini-batch size comes from the cfg's [net]
         mini_batch = _mini_batch(probe.params, cfg)
+        if group is not None:  # distributed: this rank's passes (Shard.step_images)
+            mini_batch = group.plan(probe.params.batch, probe.params.subdivisions, cfg).step_images
     device = {} if gpu is None else {"gpu": gpu}  # a CPU run calls Network exactly as before
     net = Network(cfg, weights, batch=mini_batch, names=names, seed=seed, **device)
+    if group is not None:
+        try:
+            group.share_network(net)  # rank 0's weights and seen everywhere
+        except BaseException:
+            net.close()
+            raise
     return net, net.params
+
+
+def _backup_path(config: DataConfig, backup_dir: Optional[PathLike]) -> Path:
+    """The backup folder, not created (distributed ranks other than 0 write nothing)."""
+    return Path(backup_dir) if backup_dir is not None else (config.backup or config.path.parent / "backup")
+
+
+def _stop_signals() -> tuple[int, ...]:
+    from .distributed import stop_signals
+
+    return stop_signals()
 
 
 def _training_gpu(gpus: Union[None, str, Sequence[int]]) -> Union[None, str, int]:
@@ -513,7 +543,8 @@ def train(data: PathLike, cfg: PathLike, weights: Optional[PathLike] = None, *,
           callback: Optional[Callable[[TrainProgress], Any]] = None, compute_map: bool = False,
           backup_dir: Optional[PathLike] = None, max_batches: Optional[int] = None, clear: bool = False,
           seed: Optional[int] = None, progress: bool = True, workers: int = 2,
-          gpus: Union[None, str, Sequence[int]] = None, plot: Union[bool, int] = False) -> TrainResult:
+          gpus: Union[None, str, Sequence[int]] = None, plot: Union[bool, int] = False,
+          distributed: bool = False, distributed_timeout: Optional[float] = 600.0) -> TrainResult:
     """`darknet detector train data cfg [weights] [-map] [-clear]` in-process.
 
     Trains on the `.data` file's `train` list with the cfg's [net] settings (batch split into
@@ -550,26 +581,74 @@ def train(data: PathLike, cfg: PathLike, weights: Optional[PathLike] = None, *,
     `gpus` (a CUDA build): None trains on the CPU, [0] on CUDA device 0 (StateError without
     one), "auto" on device 0 when usable else the CPU with a warning; one device only. The
     mAP runs use the same device.
+
+    `distributed` (needs mpi4py, the `mpi` extra): this process is one rank of an MPI job
+    (`mpirun -np N python script.py`, every rank calling train() with the same arguments); the
+    ranks share every batch (the cfg's `batch` is the global batch, divisible by N) and
+    all-reduce the gradients before each update, so the weights are those of one process
+    (batch-norm statistics excepted: per rank); see darknet_py.distributed. Rank 0 reads the
+    weights and resume state, writes the checkpoints, prints and calls `callback` (False stops
+    every rank); the others return a TrainResult without paths. `gpus` then lists one device
+    per rank of a machine. A rank that waits more than `distributed_timeout` seconds for the
+    others at a collective call aborts the job with a message (None: wait for ever).
     """
+    group = _open_group(distributed, distributed_timeout)
+    try:
+        return _train(data, cfg, weights, group, callback=callback, compute_map=compute_map, backup_dir=backup_dir,
+                      max_batches=max_batches, clear=clear, seed=seed, progress=progress, workers=workers, gpus=gpus,
+                      plot=plot)
+    except BaseException as exc:
+        if group is not None and group.size > 1:
+            from .distributed import is_agreed
+
+            if not is_agreed(exc):  # the other ranks would wait for this one at their next collective call
+                text = " ".join(str(exc).split())
+                group.abort(f"{type(exc).__name__}{': ' + text if text else ''}")
+        raise
+    finally:
+        if group is not None:
+            group.close()
+
+
+def _open_group(distributed: bool, timeout: Optional[float]) -> Any:
+    """The MPI process group for train(distributed=True), else None."""
+    if not isinstance(distributed, bool):
+        raise ShapeError(f"distributed must be True or False, got {distributed!r}")
+    if not distributed:
+        return None
+    from .distributed import open_group  # mpi4py only when asked for
+
+    return open_group(timeout)
+
+
+def _train(data: PathLike, cfg: PathLike, weights: Optional[PathLike], group: Any, *,
+           callback: Optional[Callable[[TrainProgress], Any]], compute_map: bool, backup_dir: Optional[PathLike],
+           max_batches: Optional[int], clear: bool, seed: Optional[int], progress: bool, workers: int,
+           gpus: Union[None, str, Sequence[int]], plot: Union[bool, int]) -> TrainResult:
+    root = group is None or group.is_root  # distributed: rank 0 reads the resume files, writes, reports
     config = read_data_file(data)
     if config.train is None:
         raise DataError(f"{config.path}: no 'train = ...' image list")
     images = read_image_list(config.train)
     if not images:
         raise DataError(f"{config.train}: no training images")
-    state = _read_state(state_path(weights)) if weights is not None and not clear else None
-    if seed is None:
+    if group is not None:
+        group.check_same([str(p) for p in images], "train image list")
+    state = _read_state(state_path(weights)) if root and weights is not None and not clear else None
+    if seed is None and root:
         seed = state.seed if state is not None else secrets.randbits(63)
+    if group is not None:
+        seed = group.bcast(seed, "the seed")
     seed = int(seed)
     if seed < 0:
         raise ShapeError(f"seed must be >= 0, got {seed}")
     cfg = Path(cfg)
-    backup = _backup_dir(config, backup_dir)
+    backup = _backup_dir(config, backup_dir) if root else _backup_path(config, backup_dir)
     began = time.perf_counter()
-    gpu = _training_gpu(gpus)
-    net, params = _open_network(cfg, weights, config.names, seed, gpu)
+    gpu = _training_gpu(gpus) if group is None else group.device(gpus)
+    net, params = _open_network(cfg, weights if root else None, config.names, seed, gpu, group)
     device = getattr(net, "gpu", None)  # "auto" resolved once: mAP runs where training runs
-    map_runner: Optional[_MapRunner] = None
+    map_runner: Optional[Any] = None
     try:
         if max_batches is not None:
             params = dataclasses.replace(params, max_batches=int(max_batches))
@@ -582,22 +661,39 @@ def train(data: PathLike, cfg: PathLike, weights: Optional[PathLike] = None, *,
         augmentation = Augmentation(jitter=yolo.jitter, hue=params.hue, saturation=params.saturation,
                                     exposure=params.exposure, flip=params.flip, mosaic=params.mosaic,
                                     letter_box=params.letter_box)
-        plot_every = _plot_period(plot)
-        reporter = _Reporter(progress, params.max_batches, plot=plot_every > 0, chart_path=backup / "chart.png")
+        plot_every = _plot_period(plot) if root else 0
+        reporter = _Reporter(progress and root, params.max_batches, plot=plot_every > 0,
+                             chart_path=backup / "chart.png")
         if compute_map:  # its own bar only where bars show; in logs the training lines report the mAP
-            map_runner = _MapRunner(config.path, cfg, config.names, backup, progress_mode(progress) == "bar",
-                                    gpu=device)
-        with BatchLoader(images, classes=config.classes, batch=_mini_batch(params, cfg), width=params.width,
-                         height=params.height, augmentation=augmentation, max_boxes=yolo.max_boxes, seed=seed,
-                         workers=workers) as loader:
-            trainer = _Trainer(net, loader, params, cfg=cfg, backup=backup, seed=seed,
-                               start=min(start, params.max_batches), callback=callback, map_runner=map_runner,
-                               map_period=_map_period(len(images), params.batch), reporter=reporter,
-                               plot_every=plot_every)
+            bar = progress_mode(progress) == "bar"
+            if group is None:
+                map_runner = _MapRunner(config.path, cfg, config.names, backup, bar, gpu=device)
+            else:
+                from .distributed import DistributedMapRunner
+
+                map_runner = DistributedMapRunner(group, config.path, cfg, config.names, bar, gpu=device)
+        loading = dict(classes=config.classes, batch=_mini_batch(params, cfg), width=params.width,
+                       height=params.height, augmentation=augmentation, max_boxes=yolo.max_boxes, seed=seed,
+                       workers=workers)
+        if group is not None:  # this rank's slots of every single-process batch
+            loading.update(batch=group.shard.step_images, slot_plan=group.shard.source)
+        with BatchLoader(images, **loading) as loader:
+            options = dict(cfg=cfg, backup=backup, seed=seed, start=min(start, params.max_batches), callback=callback,
+                           map_runner=map_runner, map_period=_map_period(len(images), params.batch),
+                           reporter=reporter, plot_every=plot_every)
+            if group is None:
+                trainer = _Trainer(net, loader, params, **options)
+            else:
+                from .distributed import DistributedTrainer
+
+                trainer = DistributedTrainer(net, loader, params, group=group, **options)
             if state is not None and _restore_state(net, state, state_path(weights)):
                 trainer.avg_loss = state.avg_loss
+            if group is not None:
+                trainer.avg_loss = group.bcast(trainer.avg_loss, "the resumed avg_loss")
+            signals = (signal.SIGINT,) if group is None else _stop_signals()
             try:
-                with _DeferredInterrupt(trainer, reporter):
+                with _DeferredInterrupt(trainer, reporter, signals):
                     finished = trainer.run()
             except NonFiniteLossError:
                 raise
@@ -618,4 +714,5 @@ def train(data: PathLike, cfg: PathLike, weights: Optional[PathLike] = None, *,
         best_weights=trainer.paths.get("best"), start_iteration=trainer.start, iteration=trainer.done,
         avg_loss=trainer.avg_loss, best_map=trainer.best_map, history=trainer.history,
         stopped_early=not finished, seconds=time.perf_counter() - began, seed=seed,
+        rank=0 if group is None else group.rank,
     )
