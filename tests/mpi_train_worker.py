@@ -5,7 +5,8 @@
 JOB.json holds train()'s arguments (data, cfg, weights, backup_dir, max_batches, seed, ...) and
 test settings: `out` (a folder: rank<r>.npz gets this rank's final parameters and history),
 `last_every` (iterations between `_last` checkpoints, darknet's 100 by default), `stop_at`
-(rank 0's callback returns False after that iteration), `distributed` (False: a plain
+(rank 0's callback returns False after that iteration), `sleep` (seconds rank 0's callback
+sleeps, to make a run last), `distributed` (False: a plain
 single-process train() for the reference run). A non-distributed job ignores the MPI launcher.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -63,9 +65,12 @@ def main() -> int:
     stop_at = job.get("stop_at")
     progress_file = out / f"progress{rank}.txt"
 
+    sleep = float(job.get("sleep", 0))
+
     def callback(p):  # noqa: ANN001 - a TrainProgress (rank 0 only)
         with open(progress_file, "a") as f:
             f.write(f"{p.iteration} {p.loss!r} {p.seconds!r}\n")
+        time.sleep(sleep)  # slows every rank: they wait for rank 0 at the end of the iteration
         return stop_at is None or p.iteration < stop_at
 
     options = {key: job[key] for key in ("weights", "max_batches", "seed", "clear", "compute_map")

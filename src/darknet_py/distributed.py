@@ -68,6 +68,7 @@ DEFAULT_TIMEOUT = 600.0  # seconds a rank waits for the others at one collective
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1")  # each asks every rank to stop after this iteration
 ABORT_STATUS = 1
 STATS_FIELDS = 9  # TrainStats: 8 floats and the count
+ROLLING_MOMENTUM = 0.99  # the engine's batch-norm rolling update: r = 0.99 r + 0.01 s (convolutional_layer.c)
 
 PARAMETER_KINDS = ("weights", "biases", "scales", "rolling_mean", "rolling_variance")
 GRADIENT_KINDS = ("weights_grad", "biases_grad", "scales_grad")
@@ -320,14 +321,15 @@ class Group:
         with self.waiting(what):
             self.comm.Allreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
 
-    def check_same(self, value: Any, what: str) -> None:
-        """DistributedError on every rank when some rank's `value` differs from rank 0's."""
-        digest = hashlib.sha256(repr(value).encode("utf-8", "replace")).hexdigest()
-        digests = self.allgather(digest, f"the comparison of {what}")
+    def check_same(self, value: Any, what: str,
+                   hint: str = "every rank must train the same cfg on the same image list") -> None:
+        """DistributedError on every rank when some rank's `value` (an array or anything with a
+        stable repr) differs from rank 0's."""
+        data = value.tobytes() if isinstance(value, np.ndarray) else repr(value).encode("utf-8", "replace")
+        digests = self.allgather(hashlib.sha256(data).hexdigest(), f"the comparison of {what}")
         differing = [rank for rank, d in enumerate(digests) if d != digests[0]]
         if differing:
-            raise agreed(DistributedError(f"the {what} of rank(s) {differing} differ(s) from rank 0's: every rank must "
-                                   "train the same cfg on the same image list"))
+            raise agreed(DistributedError(f"the {what} of rank(s) {differing} differ(s) from rank 0's: {hint}"))
 
     # ---- setup ----
     def plan(self, batch: int, subdivisions: int, cfg: object) -> Shard:
@@ -426,12 +428,22 @@ class DistributedTrainer(_Trainer):
         super().__init__(*args, **kwargs)
         self.group = group
         self.root = group.is_root
-        self.steps = group.shard.steps
+        shard = group.shard
+        self.steps = shard.steps
         self.failure: Optional[BaseException] = None  # rank 0's checkpoint or chart failure, raised once agreed
         self.collecting = False  # inside iteration(): defer rank 0's own failures to the agreement
         self._gradients = _Layout(self.net, GRADIENT_KINDS)
         self._rolling = _Layout(self.net, ROLLING_KINDS, self._gradients.stop)
         self._buffer = np.zeros(self._rolling.stop + 1, np.float32)  # the last value: failed ranks
+        rolling_size = self._rolling.size
+        self._rolling_start = np.zeros(self._rolling.stop, np.float32)  # rolling statistics before the passes
+        self._rolling_pass = np.zeros(self._rolling.stop, np.float32)   # one pass's 0.01 * statistics
+        self._rolling_sum = np.zeros(rolling_size, np.float64)
+        # the single-process mini-batch of each pass, and its weight in the replayed rolling update
+        pieces = shard.mini_batch // shard.step_images  # passes (on all ranks) per single-process mini-batch
+        self._pass_weights = [ROLLING_MOMENTUM ** (shard.subdivisions - 1 - k) / pieces
+                              for k in ((shard.rank * shard.per_rank + t * shard.step_images) // shard.mini_batch
+                                        for t in range(self.steps))]
         self.reduce_seconds = 0.0  # time in the gradient all-reduce, packing included (benchmarks)
 
     # ---- one iteration ----
@@ -442,17 +454,15 @@ class DistributedTrainer(_Trainer):
             net.zero_grad()
         stats: list[TrainStats] = []
         failure: Optional[Exception] = None
-        for k in range(self.steps):
-            try:
-                stats.append(self.step(index, k))
-            except Exception as exc:  # every rank must still reach the all-reduce
-                failure = exc
-                break
+        try:
+            self._passes(index, stats)
+        except Exception as exc:  # every rank must still reach the all-reduce
+            failure = exc
         began = time.perf_counter()
         buffer = self._buffer
         if failure is None:
             self._gradients.read(net, buffer)
-            self._rolling.read(net, buffer)
+            self._rolling_contribution(buffer[self._rolling.start:self._rolling.stop])
             buffer[-1] = 0
         else:
             buffer[:] = 0
@@ -460,8 +470,6 @@ class DistributedTrainer(_Trainer):
         group.allreduce_sum(buffer, "the gradient all-reduce")
         if buffer[-1] != 0:
             self._raise_agreed(failure, "its forward/backward passes")
-        rolling = buffer[self._rolling.start:self._rolling.stop]
-        np.divide(rolling, np.float32(group.size), out=rolling)
         self._gradients.write(net, buffer)
         self._rolling.write(net, buffer)
         self.reduce_seconds += time.perf_counter() - began
@@ -470,6 +478,42 @@ class DistributedTrainer(_Trainer):
         with group.waiting("the loss exchange"):
             group.comm.Allgather(mine, every)
         return tuple(TrainStats(*(float(v) for v in row[:8]), int(row[8])) for row in every.reshape(-1, STATS_FIELDS))
+
+    def _passes(self, index: int, stats: list[TrainStats]) -> None:
+        """This rank's forward/backward passes. With batch norm, each pass starts from zero
+        rolling statistics, so that the engine's update leaves 0.01 * that pass's statistics;
+        _rolling_contribution then replays the single-process sequence of updates. On any
+        failure the rolling statistics of the iteration's start are put back."""
+        if not self._rolling.entries:
+            for k in range(self.steps):
+                stats.append(self.step(index, k))
+            return
+        net, rolling = self.net, self._rolling
+        rolling.read(net, self._rolling_start)
+        self._rolling_sum[:] = 0
+        zeros = np.zeros_like(self._rolling_pass)
+        try:
+            for k in range(self.steps):
+                rolling.write(net, zeros)
+                stats.append(self.step(index, k))
+                rolling.read(net, self._rolling_pass)
+                self._rolling_sum += self._pass_weights[k] * self._rolling_pass[rolling.start:rolling.stop]
+        except BaseException:
+            rolling.write(net, self._rolling_start)
+            raise
+
+    def _rolling_contribution(self, out: np.ndarray) -> None:
+        """This rank's part of the rolling statistics after the iteration: one process runs
+        subdivisions updates r = 0.99 r + 0.01 s_k (engine: convolutional_layer.c), that is
+        0.99^S r0 + sum_k 0.99^(S-1-k) 0.01 s_k; a mini-batch shared by several passes counts
+        their mean. Rank 0 adds the 0.99^S r0 term."""
+        if not self._rolling.entries:
+            return
+        total = self._rolling_sum
+        if self.root:
+            total = total + ROLLING_MOMENTUM ** self.group.shard.subdivisions * \
+                self._rolling_start[self._rolling.start:self._rolling.stop]
+        out[:] = total
 
     def _raise_agreed(self, failure: Optional[BaseException], stage: str) -> None:
         """Every rank raises: a failed rank its own exception, the others one naming it."""
@@ -512,6 +556,20 @@ class DistributedTrainer(_Trainer):
         if any(stop for _, stop, _ in reports):
             raise agreed(KeyboardInterrupt())
         return any(verdict for _, _, verdict in reports)
+
+    def checkpoints(self) -> None:
+        if self.done % sys.modules[_Trainer.__module__].LAST_EVERY == 0:
+            self.check_in_sync()
+        super().checkpoints()
+
+    def check_in_sync(self) -> None:
+        """DistributedError on every rank unless every rank holds rank 0's weights bit for bit
+        (checked with every `_last` checkpoint: what rank 0 writes is what every rank trains)."""
+        layout = _Layout(self.net, PARAMETER_KINDS)
+        flat = np.empty(layout.stop, np.float32)
+        layout.read(self.net, flat)
+        self.group.check_same(flat, f"weights after iteration {self.done}",
+                              "the ranks diverged (an MPI library whose all-reduce is not the same on every rank?)")
 
     # ---- rank 0's files ----
     def save(self, suffix: str) -> Any:
