@@ -7,12 +7,14 @@ backward to inputs, backward to weights), so a ratio near 3 means the backward p
 fast as a well-tuned forward.
 
     python benchmarks/train.py [--batch 16] [--size 416] [--repeats 3]
+    python benchmarks/train.py --distributed [--processes 1,2] ...   (see benchmarks/train_distributed.py)
 """
 from __future__ import annotations
 
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +45,10 @@ def random_truths(rng: np.random.Generator, batch: int, boxes: int = 20) -> np.n
 
 
 def main() -> None:
+    if "--distributed" in sys.argv[1:]:  # train(distributed=True) under mpirun: benchmarks/train_distributed.py
+        from train_distributed import main as distributed
+
+        return distributed([arg for arg in sys.argv[1:] if arg != "--distributed"])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=416)
