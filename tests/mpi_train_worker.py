@@ -5,8 +5,8 @@
 JOB.json holds train()'s arguments (data, cfg, weights, backup_dir, max_batches, seed, ...) and
 test settings: `out` (a folder: rank<r>.npz gets this rank's final parameters and history),
 `last_every` (iterations between `_last` checkpoints, darknet's 100 by default), `stop_at`
-(rank 0's callback returns False after that iteration), `sleep` (seconds rank 0's callback
-sleeps, to make a run last), `distributed` (False: a plain
+(rank 0's callback returns False after that iteration), `raise_at` (it raises RuntimeError
+there), `sleep` (seconds rank 0's callback sleeps, to make a run last), `distributed` (False: a plain
 single-process train() for the reference run). A non-distributed job ignores the MPI launcher.
 """
 from __future__ import annotations
@@ -71,6 +71,8 @@ def main() -> int:
         with open(progress_file, "a") as f:
             f.write(f"{p.iteration} {p.loss!r} {p.seconds!r}\n")
         time.sleep(sleep)  # slows every rank: they wait for rank 0 at the end of the iteration
+        if p.iteration == job.get("raise_at"):
+            raise RuntimeError(f"callback failed at {p.iteration}")
         return stop_at is None or p.iteration < stop_at
 
     options = {key: job[key] for key in ("weights", "max_batches", "seed", "clear", "compute_map")

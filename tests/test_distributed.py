@@ -211,6 +211,8 @@ def test_two_ranks_give_the_single_process_weights_without_batch_norm(runs, data
     assert len(keys) == 8  # 4 conv layers: weights and biases
     assert all(rank0[k].tobytes() == rank1[k].tobytes() for k in keys)
     differences = relative_differences(single, rank0, keys)
+    print(f"subdivisions={subdivisions}: per-layer ||w2 - w1|| / ||w1||:",
+          {k: f"{v:.1e}" for k, v in differences.items()}, f"mAP {rank0['maps']} vs {single['maps']}")
     assert max(differences.values()) < 1e-5, differences
     with dn.Network(dataset.cfgs[False, subdivisions], seed=SEED) as start:  # train()'s random init
         moved = min(np.linalg.norm(single[k] - start.get_parameter(int(k[1:].split("_")[0]), k.split("_", 1)[1]))
@@ -236,6 +238,7 @@ def test_batch_norm_is_exact_when_the_ranks_divide_subdivisions(runs):
     assert len(keys) == 3 * 5 + 2
     assert all(two[0][k].tobytes() == two[1][k].tobytes() for k in keys)
     differences = relative_differences(single, two[0], keys)
+    print(f"batch norm, subdivisions=2: worst per-layer difference {max(differences.values()):.1e}")
     assert max(differences.values()) < 1e-5, differences
     np.testing.assert_allclose(two[0]["losses"], single["losses"], rtol=1e-5)
 
@@ -256,9 +259,34 @@ def test_batch_norm_per_rank_keeps_the_ranks_identical_and_tracks_the_loss(runs)
     assert all(two[0][k].tobytes() == two[1][k].tobytes() for k in keys)
     a, b = single["losses"], two[0]["losses"]
     gaps = np.abs(a - b) / a
+    print(f"batch norm per rank: loss gaps {np.round(gaps, 4)}, summed {np.abs(a - b).sum() / a.sum():.4f}")
     assert gaps[0] < 0.05, gaps
     assert gaps.max() < 0.25, gaps
     assert np.abs(a - b).sum() / a.sum() < 0.06, (a, b)
+
+
+@needs_mpi
+def test_rank_0_callback_returning_false_stops_every_rank(dataset, tmp_path):
+    process, results = run_job(tmp_path, 2, data=dataset.data, cfg=dataset.cfgs[False, 1], stop_at=4)
+    ran(process)
+    assert [int(results[r]["end"]) for r in (0, 1)] == [4, 4]
+    assert len(results[1]["losses"]) == 4 and results[1]["losses"].tolist() == results[0]["losses"].tolist()
+    assert (tmp_path / "backup" / "plain-s1_last.state.npz").is_file()  # written by rank 0, with the momentum
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == ["chart.png", "plain-s1_last.state.npz",
+                                                                     "plain-s1_last.weights"]
+
+
+@needs_mpi
+def test_rank_0_callback_raising_stops_every_rank_with_an_error(dataset, tmp_path):
+    """The callback's exception on rank 0, a DistributedError naming it on rank 1, `_last` for
+    the 3 iterations done; no abort (both ranks raise at the same point)."""
+    process, _ = run_job(tmp_path, 2, data=dataset.data, cfg=dataset.cfgs[False, 1], raise_at=3)
+    assert process.returncode != 0
+    assert "RuntimeError: callback failed at 3" in process.stderr
+    assert "DistributedError: rank 0 failed after iteration 3: RuntimeError: callback failed at 3" in process.stderr
+    assert "aborting the job" not in process.stderr and "MPI_ABORT" not in process.stderr
+    with dn.Network(dataset.cfgs[False, 1], tmp_path / "backup" / "plain-s1_last.weights") as net:
+        assert net.seen == 3 * BATCH
 
 
 # --------------------------------------------------------------------------- failures
@@ -318,6 +346,7 @@ def test_killing_a_rank_ends_the_job_and_resuming_continues_the_count(dataset, r
         seconds = time.monotonic() - killed_at
     finally:
         out, err = _end(process, tmp_path / "killed", 2)
+    print(f"killed rank 1: the job ended {seconds:.2f} s later, exit {process.returncode}")
     assert process.returncode != 0
     assert seconds < 10, seconds
     assert "rank 1" in err or "signal 9" in err or "Killed" in err, err
@@ -328,6 +357,7 @@ def test_killing_a_rank_ends_the_job_and_resuming_continues_the_count(dataset, r
     resumed_process, resumed = run_job(tmp_path / "resumed", 2, data=dataset.data, cfg=cfg, weights=last,
                                        backup_dir=tmp_path / "killed" / "backup")
     ran(resumed_process)
+    print(f"resumed at iteration {int(resumed[0]['start'])} (the _last checkpoint's), ran to {int(resumed[0]['end'])}")
     assert int(resumed[0]["start"]) == done and int(resumed[0]["end"]) == ITERATIONS
     whole = runs(2, False, 1, compute_map=True)
     final = tmp_path / "killed" / "backup" / "plain-s1_final.weights"
@@ -349,6 +379,7 @@ def test_a_rank_that_stops_answering_aborts_the_job_after_the_timeout(dataset, t
         seconds = time.monotonic() - stopped_at
     finally:
         out, err = _end(process, directory, 2)
+    print(f"stopped rank 1: the job aborted {seconds:.2f} s later, exit {process.returncode}")
     assert process.returncode != 0
     assert 5 <= seconds < 25, seconds
     assert "rank 0 of 2" in err and "no answer from the other ranks for 5 s" in err and "aborting the job" in err, err
