@@ -69,7 +69,7 @@ def main() -> int:
 
     def callback(p):  # noqa: ANN001 - a TrainProgress (rank 0 only)
         with open(progress_file, "a") as f:
-            f.write(f"{p.iteration} {p.loss!r} {p.seconds!r}\n")
+            f.write(f"{p.iteration} {p.loss!r} {p.seconds!r} {p.width}x{p.height}\n")
         time.sleep(sleep)  # slows every rank: they wait for rank 0 at the end of the iteration
         if p.iteration == job.get("raise_at"):
             raise RuntimeError(f"callback failed at {p.iteration}")

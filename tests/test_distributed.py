@@ -67,17 +67,18 @@ needs_mpi = pytest.mark.usefixtures("mpi")
 # --------------------------------------------------------------------------- setup
 
 
-def write_cfg(path: Path, *, batch_normalize: bool, subdivisions: int, batch: int = BATCH) -> Path:
+def write_cfg(path: Path, *, batch_normalize: bool, subdivisions: int, batch: int = BATCH, random: int = 0,
+              max_batches: int = ITERATIONS, learning_rate: float = 0.002) -> Path:
     bn = "batch_normalize=1\n" if batch_normalize else ""
     conv = "[convolutional]\n" + bn + "filters={f}\nsize=3\nstride={s}\npad=1\nactivation=leaky\n\n"
     path.write_text(
         f"[net]\nbatch={batch}\nsubdivisions={subdivisions}\nwidth=64\nheight=64\nchannels=3\nmomentum=0.9\n"
-        f"decay=0.0005\nlearning_rate=0.002\nburn_in=2\nmax_batches={ITERATIONS}\npolicy=steps\nsteps=8\n"
+        f"decay=0.0005\nlearning_rate={learning_rate}\nburn_in=2\nmax_batches={max_batches}\npolicy=steps\nsteps=8\n"
         "scales=.1\nhue=.1\nsaturation=1.5\nexposure=1.5\n\n"
         + conv.format(f=8, s=1) + "[maxpool]\nsize=2\nstride=2\n\n" + conv.format(f=16, s=1)
         + "[maxpool]\nsize=2\nstride=2\n\n" + conv.format(f=32, s=2)
         + "[convolutional]\nfilters=21\nsize=1\nstride=1\nactivation=linear\n\n"
-        "[yolo]\nmask=0,1,2\nanchors=8,8,16,24,40,12\nclasses=2\nnum=3\njitter=.2\nignore_thresh=.7\nrandom=0\n")
+        f"[yolo]\nmask=0,1,2\nanchors=8,8,16,24,40,12\nclasses=2\nnum=3\njitter=.2\nignore_thresh=.7\nrandom={random}\n")
     return path
 
 
@@ -289,6 +290,42 @@ def test_rank_0_callback_raising_stops_every_rank_with_an_error(dataset, tmp_pat
         assert net.seen == 3 * BATCH
 
 
+@needs_mpi
+def test_random_resizing_gives_every_rank_the_single_process_sizes(dataset, tmp_path):
+    """random=1: a new input size every 10 iterations (the cfg's size in the last 100, so a long
+    max_batches and a callback stop at 25): the same sizes on every rank and in one process, so
+    the same weights."""
+    cfg = write_cfg(tmp_path / "random.cfg", batch_normalize=False, subdivisions=1, random=1, max_batches=1000,
+                    learning_rate=0.0005)  # 0.002 diverges at the larger sizes
+    single_process, single = run_job(tmp_path / "single", 0, data=dataset.data, cfg=cfg, stop_at=25)
+    two_process, two = run_job(tmp_path / "two", 2, data=dataset.data, cfg=cfg, stop_at=25)
+    ran(single_process)
+    ran(two_process)
+    sizes = [line.split()[3] for line in (tmp_path / "two" / "progress0.txt").read_text().splitlines()]
+    assert sizes == [line.split()[3] for line in (tmp_path / "single" / "progress0.txt").read_text().splitlines()]
+    assert len(sizes) == 25 and len(set(sizes)) > 1, sizes
+    keys = layers(single[0])
+    assert all(two[0][k].tobytes() == two[1][k].tobytes() for k in keys)
+    assert max(relative_differences(single[0], two[0], keys).values()) < 1e-5
+
+
+@needs_mpi
+def test_a_diverging_loss_stops_every_rank_at_the_single_process_iteration(dataset, tmp_path):
+    """learning_rate=50: the loss becomes infinite within a few iterations, in one process and
+    on 2 ranks at the same iteration; NonFiniteLossError everywhere and no checkpoint written."""
+    cfg = write_cfg(tmp_path / "diverging.cfg", batch_normalize=False, subdivisions=1, learning_rate=50)
+    single, _ = run_job(tmp_path / "single", 0, data=dataset.data, cfg=cfg)
+    two, _ = run_job(tmp_path / "two", 2, data=dataset.data, cfg=cfg)
+    failed = [line for line in single.stderr.splitlines() if line.startswith("darknet_py.train.NonFiniteLossError")]
+    assert single.returncode != 0 and failed, single.stderr[-2000:]
+    iteration = failed[-1].split("iteration ")[1].split(":")[0]
+    assert two.returncode != 0
+    assert two.stderr.count("NonFiniteLossError: ") >= 2, two.stderr[-3000:]  # raised on both ranks ...
+    assert f"iteration {iteration}: the training loss is not finite" in two.stderr  # ... at the same iteration
+    assert "aborting the job" not in two.stderr
+    assert list((tmp_path / "two" / "backup").iterdir()) == []
+
+
 # --------------------------------------------------------------------------- failures
 
 
@@ -313,19 +350,31 @@ def _start(directory: Path, ranks: int, **job) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **MPI_ENV})
 
 
+def _stop_launcher(process: subprocess.Popen) -> None:
+    """End an mpirun we started that is still running: SIGTERM first (it then ends its ranks)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def _end(process: subprocess.Popen, directory: Path, ranks: int) -> tuple[str, str]:
-    """Wait for the job; kill what is left of it (our processes, by pid) if it hangs."""
+    """Wait for the job; end what is left of it (our processes, by pid) if it hangs."""
     try:
         out, err = process.communicate(timeout=RUN_TIMEOUT)
     finally:
-        if process.poll() is None:
-            process.kill()
-        for rank in range(ranks):
+        _stop_launcher(process)
+        for rank in range(ranks):  # a rank left behind (stopped, orphaned): ours only if it still runs the worker
             pid_file = directory / f"rank{rank}.pid"
             if pid_file.is_file():
+                pid = int(pid_file.read_text())
                 try:
-                    os.kill(int(pid_file.read_text()), signal.SIGKILL)
-                except ProcessLookupError:
+                    if WORKER.name.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        os.kill(pid, signal.SIGKILL)
+                except (FileNotFoundError, ProcessLookupError):
                     pass
     return out, err
 
@@ -411,8 +460,7 @@ def test_cli_stops_every_rank_on_sigusr1_and_resumes(dataset, tmp_path):
                 break
         out, err = process.communicate(timeout=RUN_TIMEOUT)
     finally:
-        if process.poll() is None:
-            process.kill()
+        _stop_launcher(process)
     err = "".join(lines) + err
     assert process.returncode != 0 and "interrupted" in err, err[-3000:]
     last = backup / "plain-s2_last.weights"
