@@ -75,7 +75,8 @@ def launch(processes: int, directory: Path, args: argparse.Namespace, mpirun: st
                "--iterations", str(args.iterations), "--warmup", str(args.warmup)]
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode:
-        raise SystemExit(f"mpirun -np {processes} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        raise SystemExit(f"mpirun -np {processes} failed ({done.returncode}):\n{done.stdout[-2000:]}\n"
+                         f"{done.stderr[-2000:]}")
     ranks = [json.loads(line[len(RESULT):]) for line in done.stdout.splitlines() if line.startswith(RESULT)]
     steps = [seconds for rank in ranks for seconds, _ in rank["records"]]
     reduces = [reduce for rank in ranks for _, reduce in rank["records"]]

@@ -92,7 +92,9 @@ def parameters(net) -> dict:  # noqa: ANN001 - a Network
     for layer in net.layers:
         if layer.type != "convolutional":
             continue
-        kinds = ["weights", "biases"] + (["scales", "rolling_mean", "rolling_variance"] if layer.batch_normalize else [])
+        kinds = ["weights", "biases"]
+        if layer.batch_normalize:
+            kinds += ["scales", "rolling_mean", "rolling_variance"]
         for kind in kinds:
             arrays[f"p{layer.index}_{kind}"] = net.get_parameter(layer.index, kind)
     return arrays

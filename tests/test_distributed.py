@@ -78,7 +78,8 @@ def write_cfg(path: Path, *, batch_normalize: bool, subdivisions: int, batch: in
         + conv.format(f=8, s=1) + "[maxpool]\nsize=2\nstride=2\n\n" + conv.format(f=16, s=1)
         + "[maxpool]\nsize=2\nstride=2\n\n" + conv.format(f=32, s=2)
         + "[convolutional]\nfilters=21\nsize=1\nstride=1\nactivation=linear\n\n"
-        f"[yolo]\nmask=0,1,2\nanchors=8,8,16,24,40,12\nclasses=2\nnum=3\njitter=.2\nignore_thresh=.7\nrandom={random}\n")
+        "[yolo]\nmask=0,1,2\nanchors=8,8,16,24,40,12\nclasses=2\nnum=3\njitter=.2\nignore_thresh=.7\n"
+        f"random={random}\n")
     return path
 
 
