@@ -18,11 +18,18 @@ update), and every rank holds the same momentum after an update. Before an itera
 other than 0 zero their buffers; after the passes one MPI_Allreduce (sum) of a contiguous
 float32 buffer gives every rank momentum + the gradient of the whole batch, which is what one
 process holds after its subdivisions; every rank then applies darknet's SGD step with
-batch = B, identically. The batch-norm rolling mean and variance ride in the same buffer and
-are averaged. Batch-norm statistics in the forward pass are those of each pass's own images
-(per rank, as in darknet's multi-GPU training and PyTorch's DDP without SyncBN): a cfg with
-batch_normalize trains like a single process whose mini-batch is step_images; without batch
-norm the result equals the single process to float rounding.
+batch = B, identically. Without batch norm the result equals the single process to float
+rounding (the sums run in another order).
+
+Batch norm. The statistics of the forward pass are those of each pass's own images (per rank,
+as in darknet's multi-GPU training and PyTorch's DDP without SyncBN). The rolling mean and
+variance ride in the same buffer: each pass starts from zero rolling statistics, so that the
+engine leaves 0.01 times that pass's statistics, and the ranks add up the single-process
+sequence of updates, 0.99^S r0 + sum_k 0.99^(S-1-k) 0.01 s_k over the S = subdivisions
+mini-batches, a mini-batch shared by several passes (on one or several ranks) counting their
+mean (an average over ranks when subdivisions = 1). When N divides subdivisions every pass is
+a whole single-process mini-batch and batch-norm training is exact too; otherwise it is that
+of a process whose mini-batch is step_images images.
 
 Everything else is decided by rank 0 and shared: the seed, the start iteration (`seen` of the
 weights) and the weights themselves (broadcast, so only rank 0 needs the weights and resume
@@ -34,8 +41,9 @@ every rank over its share of the valid list; rank 0 combines the detections.
 
 No hang. Every collective call is watched: a rank that waits longer than `timeout` seconds for
 the others (one died without the launcher noticing, or hangs) prints which rank and what it was
-waiting for, and aborts the job (MPI_Abort). mpirun itself ends the job within a second when a
-rank is killed.
+waiting for, and aborts the job (MPI_Abort); so does any exception that not every rank raised
+at the same point (those would leave the others waiting). mpirun itself ends the job within a
+second or two when a rank is killed.
 """
 from __future__ import annotations
 
