@@ -1,12 +1,13 @@
 """Forward-pass speed of darknet_py against OpenCV DNN's darknet importer and, on the model
 darknet_py exports to ONNX, ONNX Runtime and OpenVINO (when installed), in one process.
 
-Prints milliseconds per image (median of several runs, batch 1) and, for each other runtime,
-the ratio darknet_py / that runtime (above 1 means darknet_py is slower). Random weights:
-speed does not depend on the values. The ONNX model is the `raw` export (the same work as the
-engine's forward: the network up to its [yolo] heads).
+Prints milliseconds per image (median of several runs) at batch 1 and batch 8 and, for each
+other runtime, the ratio darknet_py / that runtime (above 1 means darknet_py is slower). Random
+weights: speed does not depend on the values. The ONNX model is the `raw` export with a dynamic
+batch (the same work as the engine's forward: the network up to its [yolo] heads). Every
+runtime uses all the CPUs it may (darknet_py: DARKNET_PY_THREADS, else all).
 
-    python benchmarks/forward.py [--repeats 5] [--arch yolov4-tiny yolov4]
+    python benchmarks/forward.py [--repeats 5] [--arch yolov4-tiny yolov4] [--batch 1 8]
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import numpy as np
 
 import darknet_py as dn
 from darknet_py import cfg as cfg_builder
+from darknet_py.network import resolve_threads
 
 
 def median_ms(run, repeats: int) -> float:
@@ -35,8 +37,8 @@ def median_ms(run, repeats: int) -> float:
     return statistics.median(times)
 
 
-def onnx_runtimes(model: Path, blob: np.ndarray) -> dict[str, object]:
-    """name -> a callable running `model` on `blob`, for each ONNX runtime that is installed."""
+def onnx_runtimes(model: Path) -> dict[str, object]:
+    """name -> a function running `model` on a blob, for each ONNX runtime that is installed."""
     runs: dict[str, object] = {}
     try:
         import onnxruntime as ort
@@ -44,7 +46,7 @@ def onnx_runtimes(model: Path, blob: np.ndarray) -> dict[str, object]:
         pass
     else:
         session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-        runs["ONNX Runtime"] = lambda: session.run(None, {"images": blob})
+        runs["ONNX Runtime"] = lambda blob: session.run(None, {"images": blob})
     try:
         import openvino as ov
     except ImportError:
@@ -52,31 +54,36 @@ def onnx_runtimes(model: Path, blob: np.ndarray) -> dict[str, object]:
     else:
         compiled = ov.Core().compile_model(str(model), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         request = compiled.create_infer_request()
-        runs["OpenVINO"] = lambda: request.infer({"images": blob})
+        runs["OpenVINO"] = lambda blob: request.infer({"images": blob})
     return runs
 
 
-def bench(arch: str, size: int, repeats: int, workdir: Path) -> dict[str, float]:
+def bench(arch: str, size: int, batches: list[int], repeats: int, workdir: Path) -> dict[int, dict[str, float]]:
+    """{batch: {runtime: ms per image}}."""
     cfg = workdir / f"{arch}.cfg"
     cfg_builder.write_cfg(cfg, arch, classes=80, width=size, height=size)
     weights = workdir / f"{arch}.weights"
     with dn.Network(cfg, seed=1) as net:
         net.save_weights(weights)
-    blob = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
     model = workdir / f"{arch}.onnx"
-    with dn.Network(cfg, weights) as net:
-        times = {"darknet_py": median_ms(lambda: net.forward(blob), repeats)}
-        net.export_onnx(model, outputs="raw")
+    rng = np.random.default_rng(0)
+    blobs = {n: rng.random((n, 3, size, size), dtype=np.float32) for n in batches}
+    times: dict[int, dict[str, float]] = {n: {} for n in batches}
+    with dn.Network(cfg, weights, batch=max(batches)) as net:
+        for n in batches:
+            times[n]["darknet_py"] = median_ms(lambda: net.forward(blobs[n]), repeats) / n
+        net.export_onnx(model, outputs="raw", dynamic_batch=True)
     cv_net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
     names = cv_net.getUnconnectedOutLayersNames()
+    for n in batches:
+        def opencv_forward() -> None:
+            cv_net.setInput(blobs[n])
+            cv_net.forward(names)
 
-    def opencv_forward() -> None:
-        cv_net.setInput(blob)
-        cv_net.forward(names)
-
-    times["OpenCV DNN"] = median_ms(opencv_forward, repeats)
-    for name, run in onnx_runtimes(model, blob).items():
-        times[name] = median_ms(run, repeats)
+        times[n]["OpenCV DNN"] = median_ms(opencv_forward, repeats) / n
+    for name, run in onnx_runtimes(model).items():
+        for n in batches:
+            times[n][name] = median_ms(lambda: run(blobs[n]), repeats) / n
     return times
 
 
@@ -96,17 +103,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--arch", nargs="+", default=["yolov4-tiny", "yolov4"])
     parser.add_argument("--size", type=int, default=416)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads); darknet_py {dn.__version__}")
+          f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads); darknet_py {dn.__version__} "
+          f"({resolve_threads()} threads)")
     print(f"CPU: {cpu_model()}")
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.arch:
-            times = bench(arch, args.size, args.repeats, Path(tmp))
-            ours = times["darknet_py"]
-            print(f"{arch}-{args.size}: " + "; ".join(
-                f"{name} {ms:.1f} ms" + ("" if name == "darknet_py" else f" (ratio {ours / ms:.2f})")
-                for name, ms in times.items()))
+            for n, times in bench(arch, args.size, args.batch, args.repeats, Path(tmp)).items():
+                ours = times["darknet_py"]
+                print(f"{arch}-{args.size} batch {n}, ms per image: " + "; ".join(
+                    f"{name} {ms:.1f}" + ("" if name == "darknet_py" else f" (ratio {ours / ms:.2f})")
+                    for name, ms in times.items()))
 
 
 if __name__ == "__main__":

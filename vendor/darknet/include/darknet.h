@@ -192,10 +192,11 @@ dn_status dn_network_update(dn_network *net, float learning_rate, float momentum
 dn_status dn_network_resize(dn_network *net, int width, int height);
 dn_status dn_network_set_seen(dn_network *net, uint64_t seen);
 
-/* Threads the network's CPU passes use (1 at creation; at most 1024). Results do not depend on
- * the count: every value is computed by one thread in the same order. The BLAS runs inside
- * these threads, single-threaded. dn_threads_available: 0 when built without OpenMP (then the
- * count is accepted and the passes run on the calling thread). */
+/* Threads the network's CPU passes use (1 at creation; at most 1024). Results are reproducible
+ * for a given count and do not depend on the batch (an image's tiles are the same alone or in
+ * a batch); another count splits the GEMMs differently, which may change the last bits. The
+ * BLAS runs inside these threads, single-threaded. dn_threads_available: 0 when built without
+ * OpenMP (then the count is accepted and the passes run on the calling thread). */
 dn_status dn_network_set_threads(dn_network *net, int threads);
 int dn_network_threads(const dn_network *net);
 int dn_threads_available(void);

@@ -14,19 +14,6 @@ int dn_activation_from_name(const char *name, dn_activation *out)
     return 0;
 }
 
-/*
- * mish(x) = x * tanh(softplus(x)). With n = e^x, tanh(log(1 + n)) = n(n + 2) / (n(n + 2) + 2),
- * which needs one exp instead of exp, log1p and tanh (mish dominates YOLOv4's run time).
- * Above 20 (darknet's softplus threshold) tanh(softplus(x)) is 1 in float.
- */
-static inline float mish(float x)
-{
-    if (x > 20.0f) return x;
-    const float n = expf(x);
-    const float q = n * (n + 2.0f);
-    return x * q / (q + 2.0f);
-}
-
 void dn_activate_array(float *x, size_t n, dn_activation a)
 {
     size_t i;
@@ -38,16 +25,18 @@ void dn_activate_array(float *x, size_t n, dn_activation a)
         break;
     case DN_ACT_LEAKY:
         /* max(x, 0.1x) is x > 0 ? x : 0.1x, written so that the compiler vectorises it */
+#pragma omp simd
         for (i = 0; i < n; ++i) {
             const float small = 0.1f * x[i];
             x[i] = x[i] > small ? x[i] : small;
         }
         break;
     case DN_ACT_RELU:
+#pragma omp simd
         for (i = 0; i < n; ++i) x[i] = x[i] > 0 ? x[i] : 0.0f;
         break;
     case DN_ACT_MISH:
-        for (i = 0; i < n; ++i) x[i] = mish(x[i]);
+        for (i = 0; i < n; ++i) x[i] = dn_mish(x[i]);
         break;
     case DN_ACT_SWISH:
         for (i = 0; i < n; ++i) x[i] = x[i] * dn_logistic(x[i]);
@@ -65,7 +54,7 @@ static inline float mish_gradient(float x)
     return t + x * (1.0f - t * t) * dn_logistic(x);
 }
 
-void dn_gradient_array(const float *x, size_t n, dn_activation a, float *delta)
+void dn_gradient_array(const float *restrict x, size_t n, dn_activation a, float *restrict delta)
 {
     size_t i;
     switch (a) {
@@ -77,11 +66,13 @@ void dn_gradient_array(const float *x, size_t n, dn_activation a, float *delta)
             delta[i] *= s * (1.0f - s);
         }
         break;
-    case DN_ACT_LEAKY:
-        for (i = 0; i < n; ++i) delta[i] *= x[i] > 0 ? 1.0f : 0.1f;
+    case DN_ACT_LEAKY: /* omp simd: the compiler would rather branch around the multiply */
+#pragma omp simd
+        for (i = 0; i < n; ++i) delta[i] = x[i] > 0 ? delta[i] : 0.1f * delta[i];
         break;
     case DN_ACT_RELU:
-        for (i = 0; i < n; ++i) delta[i] *= x[i] > 0 ? 1.0f : 0.0f;
+#pragma omp simd
+        for (i = 0; i < n; ++i) delta[i] = x[i] > 0 ? delta[i] : 0.0f * delta[i];
         break;
     case DN_ACT_MISH:
         for (i = 0; i < n; ++i) delta[i] *= mish_gradient(x[i]);

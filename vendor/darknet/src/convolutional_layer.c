@@ -94,6 +94,7 @@ void dn_convolutional_init_weights(dn_layer *l, dn_rng *rng)
 {
     const float scale = sqrtf(2.0f / (float)(l->size * l->size * (l->c / l->groups)));
     for (size_t i = 0; i < l->nweights; ++i) l->weights[i] = scale * (2.0f * dn_rng_uniform(rng) - 1.0f);
+    ++l->weights_version;
     for (int i = 0; i < l->filters; ++i) {
         l->biases[i] = 0;
         if (l->batch_normalize) {
@@ -134,11 +135,12 @@ size_t dn_convolutional_workspace(const dn_layer *l, int threads)
     const size_t k = (size_t)(l->c / l->groups) * l->size * l->size;
     const size_t whole = k * l->out_h * l->out_w;          /* backward: one image's columns */
     const size_t tiles = (size_t)threads * k * tile_columns(l, threads); /* forward */
-    return whole > tiles ? whole : tiles;
+    const size_t winograd = dn_winograd_workspace(l, threads);
+    const size_t most = whole > tiles ? whole : tiles;
+    return most > winograd ? most : winograd;
 }
 
-/* The multiply-add of inference batch norm (or of the bias alone) for filter f. */
-static void inference_affine(const dn_layer *l, int f, float *mul, float *add)
+void dn_convolutional_affine(const dn_layer *l, int f, float *mul, float *add)
 {
     *mul = 1.0f;
     *add = l->biases[f];
@@ -161,6 +163,11 @@ void dn_convolutional_forward(dn_layer *l, struct dn_network *net, const float *
     const int tiles = (spatial + cols - 1) / cols;
     const long tasks = (long)n * l->groups * tiles;
     const int batch_norm_train = l->batch_normalize && net->train;
+    if (dn_winograd_applies(l) && dn_winograd_prepare(l, threads)) {
+        dn_winograd_forward(l, net, input, n, batch_norm_train);
+        if (batch_norm_train) normalize_batch(l, n, threads);
+        return;
+    }
 
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (tasks > 1)
     for (long task = 0; task < tasks; ++task) {
@@ -184,7 +191,7 @@ void dn_convolutional_forward(dn_layer *l, struct dn_network *net, const float *
             const int f = g * m + j;
             float *row = out + (size_t)j * spatial;
             float mul, add;
-            inference_affine(l, f, &mul, &add);
+            dn_convolutional_affine(l, f, &mul, &add);
             for (int i = 0; i < count; ++i) row[i] = row[i] * mul + add;
             if (net->train)
                 memcpy(l->act_input + (size_t)b * l->outputs + (size_t)f * spatial + first, row, sizeof(float) * count);
@@ -212,11 +219,13 @@ static void normalize_batch(dn_layer *l, int n, int threads)
         double sum = 0, squares = 0;
         for (int b = 0; b < n; ++b) {
             const float *plane = l->bn_x + (size_t)b * l->outputs + f * spatial;
+#pragma omp simd reduction(+ : sum)
             for (size_t i = 0; i < spatial; ++i) sum += plane[i];
         }
         const float mean = (float)(sum / count);
         for (int b = 0; b < n; ++b) {
             const float *plane = l->bn_x + (size_t)b * l->outputs + f * spatial;
+#pragma omp simd reduction(+ : squares)
             for (size_t i = 0; i < spatial; ++i) squares += (double)(plane[i] - mean) * (plane[i] - mean);
         }
         const float variance = (float)(squares / count);
@@ -228,6 +237,7 @@ static void normalize_batch(dn_layer *l, int n, int threads)
         const float inv_std = 1.0f / sqrtf(variance + BN_EPSILON);
         for (int b = 0; b < n; ++b) {
             const size_t offset = (size_t)b * l->outputs + f * spatial;
+#pragma omp simd
             for (size_t i = 0; i < spatial; ++i) {
                 const float x_norm = (l->bn_x[offset + i] - mean) * inv_std;
                 l->bn_x_norm[offset + i] = x_norm;
@@ -250,6 +260,7 @@ static void normalize_batch_backward(dn_layer *l, int n, int threads)
         double bias_sum = 0, scale_sum = 0;
         for (int b = 0; b < n; ++b) {
             const size_t offset = (size_t)b * l->outputs + f * spatial;
+#pragma omp simd reduction(+ : bias_sum, scale_sum)
             for (size_t i = 0; i < spatial; ++i) {
                 bias_sum += l->delta[offset + i];
                 scale_sum += (double)l->delta[offset + i] * l->bn_x_norm[offset + i];
@@ -261,6 +272,7 @@ static void normalize_batch_backward(dn_layer *l, int n, int threads)
         double mean_delta = 0, variance_delta = 0;
         for (int b = 0; b < n; ++b) {
             const size_t offset = (size_t)b * l->outputs + f * spatial;
+#pragma omp simd reduction(+ : mean_delta, variance_delta)
             for (size_t i = 0; i < spatial; ++i) {
                 const float d = l->delta[offset + i] * l->scales[f];
                 mean_delta += d;
@@ -271,6 +283,7 @@ static void normalize_batch_backward(dn_layer *l, int n, int threads)
         const float variance_term = (float)(variance_delta * -0.5 * pow(l->bn_variance[f] + BN_EPSILON, -1.5)) * 2.0f / count;
         for (int b = 0; b < n; ++b) {
             const size_t offset = (size_t)b * l->outputs + f * spatial;
+#pragma omp simd
             for (size_t i = 0; i < spatial; ++i) {
                 const float d = l->delta[offset + i] * l->scales[f];
                 l->delta[offset + i] = d * inv_std + variance_term * (l->bn_x[offset + i] - l->bn_mean[f]) + mean_term;
@@ -309,6 +322,7 @@ void dn_convolutional_backward(dn_layer *l, struct dn_network *net, const float 
             double sum = 0;
             for (int b = 0; b < n; ++b) {
                 const float *plane = l->delta + (size_t)b * l->outputs + (size_t)f * spatial;
+#pragma omp simd reduction(+ : sum)
                 for (int i = 0; i < spatial; ++i) sum += plane[i];
             }
             l->bias_updates[f] += (float)sum;
@@ -379,6 +393,7 @@ void dn_convolutional_update(dn_layer *l, float learning_rate, float momentum, f
         }
     }
     const long chunks = (long)((l->nweights + DN_UPDATE_CHUNK - 1) / DN_UPDATE_CHUNK);
+    ++l->weights_version;
 #pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
     for (long c = 0; c < chunks; ++c) {
         const size_t first = (size_t)c * DN_UPDATE_CHUNK;

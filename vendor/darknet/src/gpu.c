@@ -251,6 +251,8 @@ void dn_gpu_release(dn_network *net)
 {
     struct dn_gpu *g = net ? net->gpu : NULL;
     if (!g) return;
+    /* the host weights may have been refreshed from the device: CPU caches made from them are stale */
+    for (int i = 0; i < net->n; ++i) ++net->layers[i].weights_version;
     cudaSetDevice(g->device);
     if (g->stream) cudaStreamSynchronize(g->stream);
     for (int i = 0; g->layers && i < net->n; ++i) {

@@ -65,6 +65,13 @@ void dn_col2im_add(const float *col, int channels, int height, int width, int ks
                     if (iy < 0 || iy >= height) continue;
                     float *row = dst + (size_t)iy * width;
                     const float *src_row = src + (size_t)oy * out_w;
+                    if (stride == 1) { /* the taps inside the row: one contiguous run */
+                        const int lo = pad - kx > 0 ? pad - kx : 0;
+                        const int hi = width + pad - kx < out_w ? width + pad - kx : out_w;
+                        float *restrict into = row - pad + kx;
+                        for (int ox = lo; ox < hi; ++ox) into[ox] += src_row[ox];
+                        continue;
+                    }
                     for (int ox = 0; ox < out_w; ++ox) {
                         const int ix = ox * stride - pad + kx;
                         if (ix >= 0 && ix < width) row[ix] += src_row[ox];

@@ -124,6 +124,9 @@ struct dn_layer {
     dn_activation activation;
     size_t nweights;
     float *weights, *biases, *scales, *rolling_mean, *rolling_variance;
+    unsigned weights_version;    /* bumped by every change of `weights` (load, set, update) */
+    float *winograd_kernels;     /* winograd.c: the transformed kernels, made on first use */
+    unsigned winograd_version;   /* weights_version they were made from */
 
     /* maxpool reuses size, stride, pad (darknet's "padding") */
 
@@ -223,13 +226,25 @@ void dn_yolo_backward(dn_layer *l, float *input_delta, int n);
 /* Fill l->delta and l->stats from truths (n x max_truths x 5) after a training forward. */
 void dn_yolo_deltas(dn_layer *l, const struct dn_network *net, const float *truths, int n, int max_truths);
 
+/* The multiply-add of inference batch norm (or of the bias alone) for filter f. */
+void dn_convolutional_affine(const dn_layer *l, int f, float *mul, float *add);
+
+/* winograd.c: F(2x2, 3x3) for 3x3 stride-1 pad-1 convolutions with enough channels and tiles. */
+int dn_winograd_applies(const dn_layer *l);
+size_t dn_winograd_workspace(const dn_layer *l, int threads);
+/* Make (or refresh after a weight change) the transformed kernels; 0 when out of memory (the
+ * im2col path then runs instead). */
+int dn_winograd_prepare(dn_layer *l, int threads);
+/* The forward of all n images into l->output; `raw`: without the epilogue (training batch norm). */
+void dn_winograd_forward(dn_layer *l, struct dn_network *net, const float *input, int n, int raw);
+
 /* Shapes from l->w, l->h, l->c (set-up and resize); 0 when the input is too small. */
 int dn_convolutional_reshape(dn_layer *l);
 int dn_maxpool_reshape(dn_layer *l);
 int dn_upsample_reshape(dn_layer *l);
 
 /* activations.c: delta *= f'(x) where x is the activation's input */
-void dn_gradient_array(const float *x, size_t n, dn_activation a, float *delta);
+void dn_gradient_array(const float *restrict x, size_t n, dn_activation a, float *restrict delta);
 
 /* im2col.c: the adjoint of dn_im2col, adding columns back into an image */
 void dn_col2im_add(const float *col, int channels, int height, int width, int ksize, int stride, int pad,
@@ -242,6 +257,36 @@ void dn_activate_array(float *x, size_t n, dn_activation a);
 void dn_activate_parallel(float *x, size_t n, dn_activation a, int threads);
 void dn_gradient_parallel(const float *x, size_t n, dn_activation a, float *delta, int threads);
 static inline float dn_logistic(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/*
+ * mish(x) = x * tanh(softplus(x)). With n = e^x, tanh(log(1 + n)) = n(n + 2) / (n(n + 2) + 2),
+ * which needs one exp instead of exp, log1p and tanh (mish dominates YOLOv4's run time).
+ * Above 20 (darknet's softplus threshold) tanh(softplus(x)) is 1 in float.
+ */
+static inline float dn_mish(float x)
+{
+    if (x > 20.0f) return x;
+    const float n = expf(x);
+    const float q = n * (n + 2.0f);
+    return x * q / (q + 2.0f);
+}
+
+/* One value through an activation: the same expressions as dn_activate_array's loops. */
+static inline float dn_activate(float x, dn_activation a)
+{
+    switch (a) {
+    case DN_ACT_LINEAR: return x;
+    case DN_ACT_LOGISTIC: return dn_logistic(x);
+    case DN_ACT_LEAKY: {
+        const float small = 0.1f * x;
+        return x > small ? x : small;
+    }
+    case DN_ACT_RELU: return x > 0 ? x : 0.0f;
+    case DN_ACT_MISH: return dn_mish(x);
+    case DN_ACT_SWISH: return x * dn_logistic(x);
+    }
+    return x;
+}
 
 /* gemm.c: C = alpha * A * B + beta * C, row-major, no transposes needed for forward. Runs on the
  * calling thread: the engine splits the work over its own threads (dn_gemm_single_threaded). */

@@ -76,6 +76,7 @@ static void free_layer(dn_layer *l)
     free(l->scales);
     free(l->rolling_mean);
     free(l->rolling_variance);
+    free(l->winograd_kernels);
 }
 
 void dn_network_free(dn_network *net)
@@ -370,6 +371,7 @@ dn_status dn_network_set_param(dn_network *net, int index, int kind, const float
     if (count != size) return dn_fail(DN_ERR_ARGUMENT, "layer %d: parameter has %zu values, %zu given", index, size, count);
     const float sign = kind >= DN_PARAM_WEIGHTS_GRAD ? -1.0f : 1.0f;
     for (size_t i = 0; i < size; ++i) array[i] = sign * src[i];
+    if (kind == DN_PARAM_WEIGHTS) ++net->layers[index].weights_version;
 #ifdef DN_GPU
     if (net->gpu) return dn_gpu_push_params(net, index);
 #endif

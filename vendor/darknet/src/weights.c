@@ -13,6 +13,7 @@ static dn_status load_layer(FILE *f, const char *path, dn_layer *l, int *ended)
     float *arrays[5] = {l->biases, l->scales, l->rolling_mean, l->rolling_variance, l->weights};
     size_t sizes[5] = {(size_t)l->filters, (size_t)l->filters, (size_t)l->filters, (size_t)l->filters, l->nweights};
     size_t total = 0, expected = 0;
+    ++l->weights_version;
     for (int i = 0; i < 5; ++i)
         if (i == 0 || i == 4 || l->batch_normalize) expected += sizes[i];
     for (int i = 0; i < 5; ++i) {
