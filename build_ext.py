@@ -332,7 +332,9 @@ def make_builder(absolute_paths: bool = False, *, gpu: Optional[bool] = None, cu
     if gpu and not defer_cuda:
         cuda = cuda_options(cuda_objdir or os.path.join(HERE, "build", "cuda"), arch)
     debug = os.environ.get("DARKNET_PY_DEBUG", "0") not in ("", "0")
-    compile_args = ["-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wno-unused-function"]
+    # -fno-trapping-math: no program reads the floating-point exception flags, so the compiler
+    # may turn branches over float operations into selects and vectorise them (values unchanged)
+    compile_args = ["-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wno-unused-function", "-fno-trapping-math"]
     compile_args += ["-O0", "-g"] if debug else ["-O3"]
     link_args: list[str] = []
     if openmp_requested():

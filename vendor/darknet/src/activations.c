@@ -25,14 +25,12 @@ void dn_activate_array(float *x, size_t n, dn_activation a)
         break;
     case DN_ACT_LEAKY:
         /* max(x, 0.1x) is x > 0 ? x : 0.1x, written so that the compiler vectorises it */
-#pragma omp simd
         for (i = 0; i < n; ++i) {
             const float small = 0.1f * x[i];
             x[i] = x[i] > small ? x[i] : small;
         }
         break;
     case DN_ACT_RELU:
-#pragma omp simd
         for (i = 0; i < n; ++i) x[i] = x[i] > 0 ? x[i] : 0.0f;
         break;
     case DN_ACT_MISH:
@@ -66,13 +64,17 @@ void dn_gradient_array(const float *restrict x, size_t n, dn_activation a, float
             delta[i] *= s * (1.0f - s);
         }
         break;
-    case DN_ACT_LEAKY: /* omp simd: the compiler would rather branch around the multiply */
-#pragma omp simd
-        for (i = 0; i < n; ++i) delta[i] = x[i] > 0 ? delta[i] : 0.1f * delta[i];
+    case DN_ACT_LEAKY: /* both sides computed first: a select, which vectorises (a skipped multiply does not) */
+        for (i = 0; i < n; ++i) {
+            const float d = delta[i], scaled = 0.1f * d;
+            delta[i] = x[i] > 0 ? d : scaled;
+        }
         break;
     case DN_ACT_RELU:
-#pragma omp simd
-        for (i = 0; i < n; ++i) delta[i] = x[i] > 0 ? delta[i] : 0.0f * delta[i];
+        for (i = 0; i < n; ++i) {
+            const float d = delta[i], zero = 0.0f * d;
+            delta[i] = x[i] > 0 ? d : zero;
+        }
         break;
     case DN_ACT_MISH:
         for (i = 0; i < n; ++i) delta[i] *= mish_gradient(x[i]);
