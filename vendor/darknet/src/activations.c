@@ -44,12 +44,12 @@ void dn_activate_array(float *x, size_t n, dn_activation a)
 
 static inline float mish_gradient(float x)
 {
-    if (x > 20.0f) return 1.0f;
     /* d/dx [x tanh(sp(x))] = tanh(sp) + x (1 - tanh^2(sp)) sigmoid(x), with tanh(sp) from n = e^x */
-    const float n = expf(x);
+    const float n = dn_expf(x);
     const float q = n * (n + 2.0f);
     const float t = q / (q + 2.0f);
-    return t + x * (1.0f - t * t) * dn_logistic(x);
+    const float value = t + x * (1.0f - t * t) * dn_logistic(x);
+    return x > 20.0f ? 1.0f : value; /* a select, so that the loop vectorises */
 }
 
 void dn_gradient_array(const float *restrict x, size_t n, dn_activation a, float *restrict delta)

@@ -256,7 +256,33 @@ void dn_activate_array(float *x, size_t n, dn_activation a);
 /* The same split over `threads` (contiguous chunks: the results do not depend on the count). */
 void dn_activate_parallel(float *x, size_t n, dn_activation a, int threads);
 void dn_gradient_parallel(const float *x, size_t n, dn_activation a, float *delta, int threads);
-static inline float dn_logistic(float x) { return 1.0f / (1.0f + expf(-x)); }
+/*
+ * e^x in straight-line arithmetic, so that loops over it vectorise (libm's expf is a call):
+ * x = n ln2 + r with |r| <= ln2 / 2, e^r by Cephes' degree-7 minimax polynomial, 2^n through
+ * the exponent bits. Within 2 ulp of expf over [-87, 88]; clamped outside (e^-87 ~ 1.6e-38:
+ * the activations below see 0 or a huge number either way).
+ */
+static inline float dn_expf(float x)
+{
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    const float t = x * 1.44269504088896341f;           /* log2(e) */
+    const int n = (int)(t + (t >= 0 ? 0.5f : -0.5f));    /* round to nearest */
+    const float fn = (float)n;
+    float r = x - fn * 0.693359375f;                     /* ln2, split so fn * hi is exact */
+    r = r - fn * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { uint32_t bits; float value; } scale = {.bits = (uint32_t)(n + 127) << 23};
+    return p * scale.value;
+}
+
+static inline float dn_logistic(float x) { return 1.0f / (1.0f + dn_expf(-x)); }
 
 /*
  * mish(x) = x * tanh(softplus(x)). With n = e^x, tanh(log(1 + n)) = n(n + 2) / (n(n + 2) + 2),
@@ -265,10 +291,10 @@ static inline float dn_logistic(float x) { return 1.0f / (1.0f + expf(-x)); }
  */
 static inline float dn_mish(float x)
 {
-    if (x > 20.0f) return x;
-    const float n = expf(x);
+    const float n = dn_expf(x);
     const float q = n * (n + 2.0f);
-    return x * q / (q + 2.0f);
+    const float value = x * q / (q + 2.0f);
+    return x > 20.0f ? x : value; /* a select, not a branch: loops over it vectorise */
 }
 
 /* One value through an activation: the same expressions as dn_activate_array's loops. */
