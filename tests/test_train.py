@@ -99,9 +99,11 @@ class FakeNetwork:
     random = 0
     loss: Callable[[int], float] = staticmethod(lambda iteration: 10.0 / (1 + iteration))
     log: list = []
+    opened: list = []  # (batch, threads) of every instance
 
-    def __init__(self, cfg, weights=None, batch=1, *, names=None, seed=0):
-        self.cfg_path, self.batch, self.seed = Path(cfg), batch, seed
+    def __init__(self, cfg, weights=None, batch=1, *, names=None, seed=0, threads=None):
+        self.cfg_path, self.batch, self.seed, self.threads = Path(cfg), batch, seed, threads
+        type(self).opened.append((batch, threads))
         self.params = type(self).params
         self.yolo_layers = [SimpleNamespace(classes=2, jitter=0.2, random=type(self).random, resize=1.0,
                                             max_boxes=7)]
@@ -237,6 +239,16 @@ def test_callback_gets_every_iteration_and_can_stop(fake):
     assert read_fake_weights(result.last_weights)["seen"] == 5 * 4
     assert result.history.iterations == [1, 2, 3, 4, 5]
     assert result.avg_loss == pytest.approx(seen[-1].avg_loss)
+
+
+def test_threads_reach_the_training_network(fake, monkeypatch):
+    monkeypatch.delenv("DARKNET_PY_THREADS", raising=False)
+    FakeNetwork.opened = []
+    fake.run(max_batches=1, threads=3)
+    monkeypatch.setenv("DARKNET_PY_THREADS", "2")
+    fake.run(max_batches=1, clear=True)
+    mini_batch = FakeNetwork.params.batch // FakeNetwork.params.subdivisions
+    assert [threads for batch, threads in FakeNetwork.opened if batch == mini_batch] == [3, 2]
 
 
 def test_one_update_per_iteration_after_subdivisions_steps(fake):

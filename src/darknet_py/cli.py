@@ -18,6 +18,7 @@ dashes. Exit status: 0 on success, 1 when the command fails (one line `darknet-p
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
@@ -36,7 +37,7 @@ from .drawing import draw_detections
 from .errors import DarknetError, DarknetIOError
 from .evaluate import evaluate
 from .images import read_image
-from .network import Network, partial
+from .network import THREADS_VARIABLE, Network, partial
 from .train import TrainResult, train
 
 PROG = "darknet-py"
@@ -370,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="print the full traceback of an error")
+    common.add_argument("--threads", type=positive_int, default=argparse.SUPPRESS, metavar="N",
+                        help="the engine's CPU threads (default: DARKNET_PY_THREADS, else every CPU)")
     parser = argparse.ArgumentParser(prog=PROG, parents=[common], description=__doc__.split("\n\n")[0])
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_crowdhuman(subparsers, common)
@@ -404,6 +407,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SystemExit as exc:  # --help (0) or bad arguments (2): argparse has printed why
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     debug = getattr(args, "debug", False)
+    if hasattr(args, "threads"):  # every network the command opens (training, mAP, detection)
+        os.environ[THREADS_VARIABLE] = str(args.threads)
     try:
         with warnings.catch_warnings():
             if not debug:

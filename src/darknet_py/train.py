@@ -30,7 +30,7 @@ from .data import Augmentation, BatchLoader
 from .datafile import DataConfig, read_data_file, read_image_list
 from .errors import DarknetError, DarknetIOError, DataError, ShapeError, StateError
 from .evaluate import evaluate
-from .network import DarknetWarning, LayerInfo, NetParams, Network, TrainStats
+from .network import THREADS_VARIABLE, DarknetWarning, LayerInfo, NetParams, Network, TrainStats, resolve_threads
 from .progress import Progress, in_notebook, progress_mode
 
 __all__ = ["NonFiniteLossError", "TrainHistory", "TrainProgress", "TrainResult", "learning_rate_at",
@@ -213,9 +213,9 @@ class _MapRunner:
     net_map): the weights go through a temporary .weights file in the backup folder."""
 
     def __init__(self, data: Path, cfg: Path, names: list[str], directory: Path, progress: bool,
-                 gpu: Optional[int] = None):
+                 gpu: Optional[int] = None, threads: Optional[int] = None):
         self.data, self.cfg, self.names, self.directory = data, cfg, names, directory
-        self.gpu = gpu
+        self.gpu, self.threads = gpu, threads
         self.progress = progress
         self.net: Optional[Any] = None
 
@@ -226,7 +226,7 @@ class _MapRunner:
             train_net.save_weights(temporary)
             if self.net is None:
                 device = {} if self.gpu is None else {"gpu": self.gpu}
-                self.net = Network(self.cfg, batch=MAP_BATCH, names=self.names, **device)
+                self.net = Network(self.cfg, batch=MAP_BATCH, names=self.names, threads=self.threads, **device)
             self.net.load_weights(temporary)
         finally:
             Path(temporary).unlink(missing_ok=True)
@@ -488,13 +488,13 @@ class _DeferredInterrupt:
 
 
 def _open_network(cfg: Path, weights: Optional[PathLike], names: list[str], seed: int,
-                  gpu: Optional[int] = None, group: Any = None) -> tuple[Any, NetParams]:
-    with Network(cfg, batch=1) as probe:  # the mini-batch size comes from the cfg's [net]
+                  gpu: Optional[int] = None, group: Any = None, threads: Optional[int] = None) -> tuple[Any, NetParams]:
+    with Network(cfg, batch=1, threads=1) as probe:  # the mini-batch size comes from the cfg's [net]
         mini_batch = _mini_batch(probe.params, cfg)
         if group is not None:  # distributed: this rank's passes (Shard.step_images)
             mini_batch = group.plan(probe.params.batch, probe.params.subdivisions, cfg).step_images
     device = {} if gpu is None else {"gpu": gpu}  # a CPU run calls Network exactly as before
-    net = Network(cfg, weights, batch=mini_batch, names=names, seed=seed, **device)
+    net = Network(cfg, weights, batch=mini_batch, names=names, seed=seed, threads=threads, **device)
     if group is not None:
         try:
             group.share_network(net)  # rank 0's weights and seen everywhere
@@ -544,7 +544,8 @@ def train(data: PathLike, cfg: PathLike, weights: Optional[PathLike] = None, *,
           backup_dir: Optional[PathLike] = None, max_batches: Optional[int] = None, clear: bool = False,
           seed: Optional[int] = None, progress: bool = True, workers: int = 2,
           gpus: Union[None, str, Sequence[int]] = None, plot: Union[bool, int] = False,
-          distributed: bool = False, distributed_timeout: Optional[float] = 600.0) -> TrainResult:
+          distributed: bool = False, distributed_timeout: Optional[float] = 600.0,
+          threads: Optional[int] = None) -> TrainResult:
     """`darknet detector train data cfg [weights] [-map] [-clear]` in-process.
 
     Trains on the `.data` file's `train` list with the cfg's [net] settings (batch split into
@@ -578,6 +579,11 @@ def train(data: PathLike, cfg: PathLike, weights: Optional[PathLike] = None, *,
     place, every 100 iterations with True or every `plot` iterations, at every mAP and at the
     end (elsewhere a warning: chart.png in the backup folder is the chart). `workers`
     data-loading threads.
+    `threads`: the engine's threads for the training and mAP passes (default: DARKNET_PY_THREADS,
+    else the CPUs this process may use, divided among the ranks of a distributed job that share
+    this machine). The data-loading threads run beside them: they wait for a batch's decode and
+    augmentation only, and the engine's threads sleep (OMP_WAIT_POLICY=PASSIVE) rather than
+    spin whenever a loader needs the CPU.
     `gpus` (a CUDA build): None trains on the CPU, [0] on CUDA device 0 (StateError without
     one), "auto" on device 0 when usable else the CPU with a warning; one device only. The
     mAP runs use the same device.
@@ -596,7 +602,7 @@ def train(data: PathLike, cfg: PathLike, weights: Optional[PathLike] = None, *,
     try:
         return _train(data, cfg, weights, group, callback=callback, compute_map=compute_map, backup_dir=backup_dir,
                       max_batches=max_batches, clear=clear, seed=seed, progress=progress, workers=workers, gpus=gpus,
-                      plot=plot)
+                      plot=plot, threads=_training_threads(threads, group))
     except BaseException as exc:
         if group is not None and group.size > 1:
             from .distributed import is_agreed
@@ -608,6 +614,20 @@ def train(data: PathLike, cfg: PathLike, weights: Optional[PathLike] = None, *,
     finally:
         if group is not None:
             group.close()
+
+
+def _training_threads(threads: Optional[int], group: Any) -> int:
+    """train()'s engine threads: as given, else DARKNET_PY_THREADS, else this process's CPUs; in
+    a distributed job without either, those CPUs shared among the ranks on this machine (two
+    ranks on 2 cores get a thread each instead of fighting over both)."""
+    if threads is not None or os.environ.get(THREADS_VARIABLE, "").strip() or group is None:
+        return resolve_threads(threads)
+    local = group.comm.Split_type(group.MPI.COMM_TYPE_SHARED)
+    try:
+        ranks_here = local.Get_size()
+    finally:
+        local.Free()
+    return max(1, resolve_threads() // ranks_here)
 
 
 def _open_group(distributed: bool, timeout: Optional[float]) -> Any:
@@ -624,7 +644,7 @@ def _open_group(distributed: bool, timeout: Optional[float]) -> Any:
 def _train(data: PathLike, cfg: PathLike, weights: Optional[PathLike], group: Any, *,
            callback: Optional[Callable[[TrainProgress], Any]], compute_map: bool, backup_dir: Optional[PathLike],
            max_batches: Optional[int], clear: bool, seed: Optional[int], progress: bool, workers: int,
-           gpus: Union[None, str, Sequence[int]], plot: Union[bool, int]) -> TrainResult:
+           gpus: Union[None, str, Sequence[int]], plot: Union[bool, int], threads: int) -> TrainResult:
     root = group is None or group.is_root  # distributed: rank 0 reads the resume files, writes, reports
     config = read_data_file(data)
     if config.train is None:
@@ -646,7 +666,7 @@ def _train(data: PathLike, cfg: PathLike, weights: Optional[PathLike], group: An
     backup = _backup_dir(config, backup_dir) if root else _backup_path(config, backup_dir)
     began = time.perf_counter()
     gpu = _training_gpu(gpus) if group is None else group.device(gpus)
-    net, params = _open_network(cfg, weights if root else None, config.names, seed, gpu, group)
+    net, params = _open_network(cfg, weights if root else None, config.names, seed, gpu, group, threads)
     device = getattr(net, "gpu", None)  # "auto" resolved once: mAP runs where training runs
     map_runner: Optional[Any] = None
     try:
@@ -667,7 +687,7 @@ def _train(data: PathLike, cfg: PathLike, weights: Optional[PathLike], group: An
         if compute_map:  # its own bar only where bars show; in logs the training lines report the mAP
             bar = progress_mode(progress) == "bar"
             if group is None:
-                map_runner = _MapRunner(config.path, cfg, config.names, backup, bar, gpu=device)
+                map_runner = _MapRunner(config.path, cfg, config.names, backup, bar, gpu=device, threads=threads)
             else:
                 from .distributed import DistributedMapRunner
 
