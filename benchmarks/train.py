@@ -1,10 +1,11 @@
 """Training speed: one darknet_py training iteration of yolov4-tiny-416 at batch 16.
 
 Prints images per second for the training iteration (forward in training mode, yolo deltas,
-backward, SGD update) and, as a yardstick from the same process, OpenCV DNN's inference
-forward of the same 16 images. A training step costs roughly three forwards (forward,
-backward to inputs, backward to weights), so a ratio near 3 means the backward pass is as
-fast as a well-tuned forward.
+backward, SGD update) as a multiple of darknet_py's own fp32 inference forward of the same 16
+images, measured in the same run (and OpenCV DNN's forward as a yardstick). A training step
+costs roughly three forwards (forward, backward to inputs, backward to weights), so a ratio
+near 3 means the backward pass is as fast as the forward. The engine uses DARKNET_PY_THREADS
+threads, else every CPU.
 
     python benchmarks/train.py [--batch 16] [--size 416] [--repeats 3]
     python benchmarks/train.py --distributed [--processes 1,2] ...   (see benchmarks/train_distributed.py)
@@ -24,6 +25,7 @@ import numpy as np
 
 import darknet_py as dn
 from darknet_py import cfg as cfg_builder
+from forward import cpu_model  # benchmarks/forward.py
 
 
 def seconds(run, repeats: int) -> float:
@@ -71,6 +73,8 @@ def main() -> None:
                 net.update(params.learning_rate, params.momentum, params.decay, args.batch)
 
             train_s = seconds(step, args.repeats)
+            forward_s = seconds(lambda: net.forward(images), args.repeats)
+            threads = net.threads
         cv_net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
         names = cv_net.getUnconnectedOutLayersNames()
 
@@ -79,11 +83,14 @@ def main() -> None:
             cv_net.forward(names)
 
         cv_s = seconds(opencv_forward, args.repeats)
-    print(f"machine: {os.cpu_count()} cores; OpenCV {cv2.__version__}")
+    print(f"machine: {os.cpu_count()} cores, CPU {cpu_model()}; darknet_py {threads} threads; "
+          f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads)")
     print(f"yolov4-tiny-{args.size}, batch {args.batch}: training iteration {train_s:.2f} s = "
           f"{args.batch / train_s:.1f} images/s")
+    print(f"darknet_py fp32 inference forward of the same batch: {forward_s:.2f} s; "
+          f"ratio training / forward {train_s / forward_s:.2f}")
     print(f"OpenCV DNN inference forward of the same batch: {cv_s:.2f} s = {args.batch / cv_s:.1f} images/s; "
-          f"ratio training / forward {train_s / cv_s:.2f}")
+          f"ratio training / OpenCV forward {train_s / cv_s:.2f}")
 
 
 if __name__ == "__main__":

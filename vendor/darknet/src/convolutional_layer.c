@@ -292,6 +292,9 @@ static void normalize_batch_backward(dn_layer *l, int n, int threads)
     }
 }
 
+/* Weights per chunk when the threads' private gradients are added up. */
+#define DN_ACCUMULATE_CHUNK 16384
+
 /* Splits [0, total) into `parts` runs of whole DN_TILE_ALIGN blocks; run `part` is [*first, *end). */
 static void split_range(int total, int parts, int part, int *first, int *end)
 {
@@ -300,6 +303,70 @@ static void split_range(int total, int parts, int part, int *first, int *end)
     const int b = (int)((long)blocks * (part + 1) / parts) * DN_TILE_ALIGN;
     *first = a < total ? a : total;
     *end = b < total ? b : total;
+}
+
+size_t dn_convolutional_backward_scratch(const dn_layer *l)
+{
+    if (l->type != DN_LAYER_CONVOLUTIONAL) return 0;
+    const size_t k = (size_t)(l->c / l->groups) * l->size * l->size;
+    return (is_pointwise(l) ? 0 : k * l->out_h * l->out_w) + l->nweights;
+}
+
+/*
+ * The backward GEMMs with whole images per thread (image b on thread b % threads): each thread
+ * has its own columns and its own weight gradient, added into weight_updates at the end in
+ * thread order; nothing is shared but read-only inputs, so there is no barrier per image.
+ */
+static void backward_by_image(dn_layer *l, struct dn_network *net, const float *input, float *input_delta, int n)
+{
+    const int m = l->filters / l->groups;
+    const int k = (l->c / l->groups) * l->size * l->size;
+    const int spatial = l->out_h * l->out_w;
+    const int channels = l->c / l->groups;
+    const size_t in_group = (size_t)channels * l->h * l->w;
+    const size_t weights_group = l->nweights / (size_t)l->groups;
+    const int threads = net->threads;
+    const size_t stride = net->backward_scratch_size / (size_t)threads;
+    const size_t columns_floats = is_pointwise(l) ? 0 : (size_t)k * spatial;
+#pragma omp parallel num_threads(threads)
+    {
+        const int t = dn_thread_index();
+        float *columns = net->backward_scratch + (size_t)t * stride;
+        float *dw = columns + columns_floats;
+        memset(dw, 0, l->nweights * sizeof(float));
+        for (int b = t; b < n; b += threads) {
+            for (int g = 0; g < l->groups; ++g) {
+                const float *im = input + (size_t)b * l->inputs + g * in_group;
+                const float *d = l->delta + (size_t)b * l->outputs + (size_t)g * m * spatial;
+                const float *w = l->weights + g * weights_group;
+                const float *cols = im;
+                if (!is_pointwise(l)) {
+                    dn_im2col(im, channels, l->h, l->w, l->size, l->stride, l->pad, columns);
+                    cols = columns;
+                }
+                dn_gemm(0, 1, m, k, spatial, 1.0f, d, spatial, cols, spatial, 1.0f, dw + g * weights_group, k);
+                if (!input_delta) continue;
+                float *im_delta = input_delta + (size_t)b * l->inputs + g * in_group;
+                if (is_pointwise(l)) {
+                    dn_gemm(1, 0, k, spatial, m, 1.0f, w, k, d, spatial, 1.0f, im_delta, spatial);
+                } else { /* the columns are free again: they take -dL/d(columns) */
+                    dn_gemm(1, 0, k, spatial, m, 1.0f, w, k, d, spatial, 0.0f, columns, spatial);
+                    dn_col2im_add(columns, channels, l->h, l->w, l->size, l->stride, l->pad, im_delta);
+                }
+            }
+        }
+#pragma omp barrier
+        const long chunks = (long)((l->nweights + DN_ACCUMULATE_CHUNK - 1) / DN_ACCUMULATE_CHUNK);
+#pragma omp for schedule(static)
+        for (long c = 0; c < chunks; ++c) {
+            const size_t first = (size_t)c * DN_ACCUMULATE_CHUNK;
+            const size_t end = first + DN_ACCUMULATE_CHUNK < l->nweights ? first + DN_ACCUMULATE_CHUNK : l->nweights;
+            for (int u = 0; u < threads; ++u) {
+                const float *part = net->backward_scratch + (size_t)u * stride + columns_floats;
+                for (size_t i = first; i < end; ++i) l->weight_updates[i] += part[i];
+            }
+        }
+    }
 }
 
 void dn_convolutional_backward(dn_layer *l, struct dn_network *net, const float *input, float *input_delta, int n)
@@ -328,8 +395,12 @@ void dn_convolutional_backward(dn_layer *l, struct dn_network *net, const float 
             l->bias_updates[f] += (float)sum;
         }
     }
-    /* Each GEMM is split over the threads along a dimension of its output, so every value is
-     * one thread's full sum, in the same order whatever the thread count. */
+    if (net->backward_scratch && n >= threads) {
+        backward_by_image(l, net, input, input_delta, n);
+        return;
+    }
+    /* Else each GEMM is split over the threads along a dimension of its output, so every value
+     * is one thread's full sum. */
     for (int b = 0; b < n; ++b) {
         for (int g = 0; g < l->groups; ++g) {
             const float *im = input + (size_t)b * l->inputs + g * in_group;

@@ -168,6 +168,10 @@ struct dn_network {
     const float *input;       /* the last training forward's input (train_input), NULL when backward
                                  has nothing to read (no training forward yet, or resized since) */
     float *train_input;       /* the engine's own copy of that input: batch images, re-made on resize */
+    float *backward_scratch;  /* per thread: one image's columns and a private weight gradient, so
+                               * that the threads of a backward pass take whole images (NULL: the
+                               * pass splits each image's GEMMs instead) */
+    size_t backward_scratch_size;
     int train_n;              /* images in the last training forward */
     dn_log_fn log;
     void *log_user;
@@ -218,6 +222,8 @@ int dn_layer_size_problem(dn_layer *l, int batch, char *why, size_t why_size);
  * (NULL for the first layer) and accumulates its parameter updates. */
 void dn_convolutional_backward(dn_layer *l, struct dn_network *net, const float *input, float *input_delta, int n);
 void dn_convolutional_update(dn_layer *l, float learning_rate, float momentum, float decay, int batch, int threads);
+/* Floats of net->backward_scratch one thread needs for this layer (0: not a conv layer). */
+size_t dn_convolutional_backward_scratch(const dn_layer *l);
 void dn_maxpool_backward(dn_layer *l, float *input_delta, int n, int threads);
 void dn_route_backward(dn_layer *l, struct dn_network *net, int n);
 void dn_shortcut_backward(dn_layer *l, struct dn_network *net, float *input_delta, int n);

@@ -88,6 +88,7 @@ void dn_network_free(dn_network *net)
     for (int i = 0; i < net->n && net->layers; ++i) free_layer(&net->layers[i]);
     free(net->layers);
     free(net->train_input);
+    free(net->backward_scratch);
     free(net->workspace);
     free(net->cfg_path);
     free(net);
@@ -465,9 +466,26 @@ int dn_frozen_through(const dn_network *net, int iteration)
 
 /* Back-propagate from the deltas already in the layers; `input_delta` (may be NULL) receives
  * -dL/d(input). Stops above the layers frozen by stopbackward at `iteration`. */
+/* net->backward_scratch for the current shapes and threads; left NULL (each image's GEMMs are
+ * then split over the threads) with one thread or when the memory is not there. */
+static void ensure_backward_scratch(dn_network *net)
+{
+    size_t per_thread = 0;
+    for (int i = 0; i < net->n; ++i) {
+        const size_t need = dn_convolutional_backward_scratch(&net->layers[i]);
+        if (need > per_thread) per_thread = need;
+    }
+    const size_t floats = net->threads > 1 ? per_thread * (size_t)net->threads : 0;
+    if (floats == net->backward_scratch_size) return;
+    free(net->backward_scratch);
+    net->backward_scratch = floats ? malloc(floats * sizeof(float)) : NULL;
+    net->backward_scratch_size = net->backward_scratch ? floats : 0;
+}
+
 static void run_backward(dn_network *net, float *input_delta, int n, int iteration)
 {
     const int frozen = dn_frozen_through(net, iteration);
+    if (n >= net->threads) ensure_backward_scratch(net);
     for (int i = net->n - 1; i > frozen; --i) {
         dn_layer *l = &net->layers[i];
         const float *input = i == 0 ? net->input : net->layers[i - 1].output;
