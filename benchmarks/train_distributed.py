@@ -1,6 +1,6 @@
 """Distributed training speed: train(distributed=True) of yolov4-tiny under `mpirun -np 1` and
-`mpirun -np 2` (each rank one BLAS thread by default, so 2 ranks use 2 cores), on synthesized
-data at the same global batch.
+`mpirun -np 2` (each rank one engine and BLAS thread by default, and Open MPI binds each rank
+to a core of its own, so 2 ranks use 2 cores), on synthesized data at the same global batch.
 
 Prints, per number of processes, images per second of the training iteration (median over the
 timed iterations, after warm-up ones), the time of the gradient all-reduce (packing the update
@@ -70,6 +70,7 @@ def launch(processes: int, directory: Path, args: argparse.Namespace, mpirun: st
     env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
            "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMPI_MCA_btl_vader_single_copy_mechanism": "none",
            "OPENBLAS_NUM_THREADS": str(args.threads), "OMP_NUM_THREADS": str(args.threads),
+           "DARKNET_PY_THREADS": str(args.threads),
            "DARKNET_PY_BENCH_N": str(processes)}
     command = [mpirun, "-np", str(processes), sys.executable, os.path.abspath(__file__), "--worker", str(directory),
                "--iterations", str(args.iterations), "--warmup", str(args.warmup)]
@@ -92,7 +93,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--size", type=int, default=416)
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations")
     parser.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
-    parser.add_argument("--threads", type=int, default=1, help="BLAS threads per process")
+    parser.add_argument("--threads", type=int, default=1, help="engine and BLAS threads per process")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -106,7 +107,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         data, cfg = prepare(Path(tmp), args)
         rows = [launch(n, Path(tmp), args, mpirun) for n in counts]
     print(f"machine: {os.cpu_count()} cores; yolov4-tiny-{args.size}, global batch {args.batch}, "
-          f"{args.iterations} timed iterations after {args.warmup}, {args.threads} BLAS thread(s) per process")
+          f"{args.iterations} timed iterations after {args.warmup}, {args.threads} thread(s) per process")
     print(f"{'processes':>9} {'images/s':>9} {'iteration s':>11} {'all-reduce s':>12} {'all-reduce share':>16}")
     for row in rows:
         print(f"{row['processes']:>9} {row['images_per_second']:>9.2f} {row['step']:>11.3f} {row['reduce']:>12.4f} "

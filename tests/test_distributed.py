@@ -35,7 +35,7 @@ MPI_ENV = {
     "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",  # CI runs as root
     "OMPI_MCA_rmaps_base_oversubscribe": "1",  # 2 ranks (3 in one test) on a 2-core machine
     "OMPI_MCA_btl_vader_single_copy_mechanism": "none",  # containers forbid the cross-memory attach
-    "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "DARKNET_PY_THREADS": "1",
 }
 
 
