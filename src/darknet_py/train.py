@@ -70,7 +70,7 @@ class TrainProgress:
     map: Optional[float]           # latest mAP@0.5 in 0..1, None until one is computed
     width: int                     # network input size of this iteration (changes with random=1)
     height: int
-    stats: tuple[TrainStats, ...]  # the engine's measurements, one per subdivision
+    stats: tuple[TrainStats, ...]  # the engine's measurements, one per subdivision (distributed: per pass of each rank)
 
 
 @dataclass
