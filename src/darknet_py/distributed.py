@@ -612,7 +612,7 @@ class DistributedMapRunner:
     rank i mod N), rank 0 computes mAP@0.5 from every detection in the list's order."""
 
     def __init__(self, group: Group, data: Any, cfg: Any, names: list[str], progress: bool,
-                 gpu: Optional[int] = None):
+                 gpu: Optional[int] = None, threads: Optional[int] = None):
         config = read_data_file(data)
         list_path = config.valid or config.train
         if list_path is None:
@@ -621,7 +621,7 @@ class DistributedMapRunner:
         if not paths:
             raise DataError(f"{list_path}: no images to evaluate")
         group.check_same([str(p) for p in paths], "mAP image list")
-        self.group, self.cfg, self.names, self.gpu = group, cfg, names, gpu
+        self.group, self.cfg, self.names, self.gpu, self.threads = group, cfg, names, gpu, threads
         self.classes, self.count = config.classes, len(paths)
         self.paths = paths[group.rank::group.size]
         self.progress = progress and group.is_root
@@ -634,7 +634,7 @@ class DistributedMapRunner:
         try:
             if self.net is None:
                 device = {} if self.gpu is None else {"gpu": self.gpu}
-                self.net = Network(self.cfg, batch=MAP_BATCH, names=self.names, **device)
+                self.net = Network(self.cfg, batch=MAP_BATCH, names=self.names, threads=self.threads, **device)
                 self._layout = _Layout(self.net, PARAMETER_KINDS)
             flat = np.empty(self._layout.stop, np.float32)
             self._layout.read(train_net, flat)  # the same cfg: the same layout in both networks

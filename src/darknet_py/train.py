@@ -691,7 +691,8 @@ def _train(data: PathLike, cfg: PathLike, weights: Optional[PathLike], group: An
             else:
                 from .distributed import DistributedMapRunner
 
-                map_runner = DistributedMapRunner(group, config.path, cfg, config.names, bar, gpu=device)
+                map_runner = DistributedMapRunner(group, config.path, cfg, config.names, bar, gpu=device,
+                                                  threads=threads)
         loading = dict(classes=config.classes, batch=_mini_batch(params, cfg), width=params.width,
                        height=params.height, augmentation=augmentation, max_boxes=yolo.max_boxes, seed=seed,
                        workers=workers)
