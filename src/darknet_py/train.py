@@ -620,13 +620,17 @@ def _training_threads(threads: Optional[int], group: Any) -> int:
     """train()'s engine threads: as given, else DARKNET_PY_THREADS, else this process's CPUs; in
     a distributed job without either, those CPUs shared among the ranks on this machine (two
     ranks on 2 cores get a thread each instead of fighting over both)."""
-    if threads is not None or os.environ.get(THREADS_VARIABLE, "").strip() or group is None:
+    if group is None:
         return resolve_threads(threads)
-    local = group.comm.Split_type(group.MPI.COMM_TYPE_SHARED)
-    try:
-        ranks_here = local.Get_size()
-    finally:
-        local.Free()
+    # every rank takes part in the count, whatever it was told (a collective call), watched
+    with group.waiting("counting the ranks on this machine"):
+        local = group.comm.Split_type(group.MPI.COMM_TYPE_SHARED)
+        try:
+            ranks_here = local.Get_size()
+        finally:
+            local.Free()
+    if threads is not None or os.environ.get(THREADS_VARIABLE, "").strip():
+        return resolve_threads(threads)
     return max(1, resolve_threads() // ranks_here)
 
 
