@@ -16,8 +16,8 @@
 
 #define DN_WINO_POINTS 16                         /* 4x4 transformed values per tile */
 #define DN_WINO_BLOCK_FLOATS ((size_t)1024 * 1024) /* V and M of one block: 4 MiB, within L2 + L3 */
-/* below this many channels the GEMMs are too thin to pay for the transforms (a -D can move it:
- * benchmarks compare the two paths that way) */
+/* below this many channels the GEMMs are too thin to pay for the transforms (CFLAGS=-D... can
+ * move it, to time the im2col path on the same layers) */
 #ifndef DN_WINO_MIN_CHANNELS
 #define DN_WINO_MIN_CHANNELS 32
 #endif
