@@ -62,9 +62,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from ._engine import as_float_buffer, check, lib
-from .datafile import read_data_file, read_image_list
 from .errors import DataError, DistributedError, MissingDependencyError, ShapeError
-from .evaluate import _run_network, compute_map
+from .evaluate import _run_network, compute_map, evaluation_images
 from .network import DarknetWarning, LayerInfo, Network, TrainStats, gpu_count
 from .train import MAP_BATCH, NonFiniteLossError, _Trainer
 
@@ -613,13 +612,7 @@ class DistributedMapRunner:
 
     def __init__(self, group: Group, data: Any, cfg: Any, names: list[str], progress: bool,
                  gpu: Optional[int] = None, threads: Optional[int] = None):
-        config = read_data_file(data)
-        list_path = config.valid or config.train
-        if list_path is None:
-            raise DataError(f"{config.path}: neither 'valid' nor 'train' names an image list")
-        paths = read_image_list(list_path)
-        if not paths:
-            raise DataError(f"{list_path}: no images to evaluate")
+        config, paths = evaluation_images(data)
         group.check_same([str(p) for p in paths], "mAP image list")
         self.group, self.cfg, self.names, self.gpu, self.threads = group, cfg, names, gpu, threads
         self.classes, self.count = config.classes, len(paths)

@@ -496,6 +496,19 @@ def _run_network(net: Any, paths: Sequence[Path], classes: int, batch: int, prog
     return truths, detections
 
 
+def evaluation_images(data: PathLike) -> tuple[Any, list[Path]]:
+    """The `.data` file and the images `detector map` evaluates: its `valid` list, else `train`.
+    DataError when neither names a list or the list is empty."""
+    config = read_data_file(data)
+    list_path = config.valid or config.train
+    if list_path is None:
+        raise DataError(f"{config.path}: neither 'valid' nor 'train' names an image list")
+    paths = read_image_list(list_path)
+    if not paths:
+        raise DataError(f"{list_path}: no images to evaluate")
+    return config, paths
+
+
 def evaluate(
     data: PathLike,
     cfg: Optional[PathLike],
@@ -526,13 +539,7 @@ def evaluate(
         raise ShapeError(f"batch must be >= 1, got {batch}")
     if points < 0 or points == 1:
         raise ShapeError(f"points must be 0 (area under curve) or >= 2, got {points}")
-    config = read_data_file(data)
-    list_path = config.valid or config.train
-    if list_path is None:
-        raise DataError(f"{config.path}: neither 'valid' nor 'train' names an image list")
-    paths = read_image_list(list_path)
-    if not paths:
-        raise DataError(f"{list_path}: no images to evaluate")
+    config, paths = evaluation_images(data)
     net = network
     if net is None:
         from .network import Network  # the engine loads only when a network is really needed
