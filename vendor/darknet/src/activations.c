@@ -91,17 +91,6 @@ void dn_gradient_array(const float *restrict x, size_t n, dn_activation a, float
 /* Elements per chunk of the threaded loops: big enough that a chunk outweighs the hand-over. */
 #define DN_ACTIVATION_CHUNK 16384
 
-void dn_activate_parallel(float *x, size_t n, dn_activation a, int threads)
-{
-    if (a == DN_ACT_LINEAR) return;
-    const long chunks = (long)((n + DN_ACTIVATION_CHUNK - 1) / DN_ACTIVATION_CHUNK);
-#pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
-    for (long c = 0; c < chunks; ++c) {
-        const size_t first = (size_t)c * DN_ACTIVATION_CHUNK;
-        dn_activate_array(x + first, n - first < DN_ACTIVATION_CHUNK ? n - first : DN_ACTIVATION_CHUNK, a);
-    }
-}
-
 void dn_gradient_parallel(const float *x, size_t n, dn_activation a, float *delta, int threads)
 {
     if (a == DN_ACT_LINEAR) return;

@@ -259,8 +259,7 @@ void dn_col2im_add(const float *col, int channels, int height, int width, int ks
 /* activations.c */
 int dn_activation_from_name(const char *name, dn_activation *out);
 void dn_activate_array(float *x, size_t n, dn_activation a);
-/* The same split over `threads` (contiguous chunks: the results do not depend on the count). */
-void dn_activate_parallel(float *x, size_t n, dn_activation a, int threads);
+/* dn_gradient_array split over `threads` (contiguous chunks: the results do not depend on the count). */
 void dn_gradient_parallel(const float *x, size_t n, dn_activation a, float *delta, int threads);
 /*
  * e^x in straight-line arithmetic, so that loops over it vectorise (libm's expf is a call):
@@ -301,23 +300,6 @@ static inline float dn_mish(float x)
     const float q = n * (n + 2.0f);
     const float value = x * q / (q + 2.0f);
     return x > 20.0f ? x : value; /* a select, not a branch: loops over it vectorise */
-}
-
-/* One value through an activation: the same expressions as dn_activate_array's loops. */
-static inline float dn_activate(float x, dn_activation a)
-{
-    switch (a) {
-    case DN_ACT_LINEAR: return x;
-    case DN_ACT_LOGISTIC: return dn_logistic(x);
-    case DN_ACT_LEAKY: {
-        const float small = 0.1f * x;
-        return x > small ? x : small;
-    }
-    case DN_ACT_RELU: return x > 0 ? x : 0.0f;
-    case DN_ACT_MISH: return dn_mish(x);
-    case DN_ACT_SWISH: return x * dn_logistic(x);
-    }
-    return x;
 }
 
 /* gemm.c: C = alpha * A * B + beta * C, row-major, no transposes needed for forward. Runs on the
