@@ -14,7 +14,7 @@ int dn_activation_from_name(const char *name, dn_activation *out)
     return 0;
 }
 
-void dn_activate_array(float *x, size_t n, dn_activation a)
+DN_HOT void dn_activate_array(float *x, size_t n, dn_activation a)
 {
     size_t i;
     switch (a) {
@@ -52,7 +52,7 @@ static inline float mish_gradient(float x)
     return x > 20.0f ? 1.0f : value; /* a select, so that the loop vectorises */
 }
 
-void dn_gradient_array(const float *restrict x, size_t n, dn_activation a, float *restrict delta)
+DN_HOT void dn_gradient_array(const float *restrict x, size_t n, dn_activation a, float *restrict delta)
 {
     size_t i;
     switch (a) {

@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define BN_EPSILON 0.00001f
@@ -112,7 +113,7 @@ static int is_pointwise(const dn_layer *l) { return l->size == 1 && l->stride ==
  * a tile (k rows x columns) is meant to stay in the core's cache between being written and the
  * GEMM reading it, and bias, batch norm and activation follow on the tile while it is hot. */
 #define DN_TILE_CACHE_FLOATS ((size_t)64 * 1024) /* 256 KiB of columns: within a core's L2 */
-#define DN_TILE_ALIGN 16                          /* columns: a multiple of the GEMM kernel's width */
+#define DN_TILE_ALIGN DN_GEMM_NR                  /* columns: whole panels of the GEMM's B operand */
 
 /* Columns per tile: fits the cache budget, yet splits one image over all threads. It depends on
  * the layer and the thread count only, never on the batch, so an image's result does not
@@ -131,10 +132,9 @@ static int tile_columns(const dn_layer *l, int threads)
 
 size_t dn_convolutional_workspace(const dn_layer *l, int threads)
 {
-    if (is_pointwise(l)) return 0;
-    const size_t k = (size_t)(l->c / l->groups) * l->size * l->size;
-    const size_t whole = k * l->out_h * l->out_w;          /* backward: one image's columns */
-    const size_t tiles = (size_t)threads * k * tile_columns(l, threads); /* forward */
+    const int k = (l->c / l->groups) * l->size * l->size;
+    const size_t whole = is_pointwise(l) ? 0 : (size_t)k * l->out_h * l->out_w; /* backward: one image's columns */
+    const size_t tiles = (size_t)threads * dn_packed_b_floats(k, tile_columns(l, threads)); /* forward */
     const size_t winograd = dn_winograd_workspace(l, threads);
     const size_t most = whole > tiles ? whole : tiles;
     return most > winograd ? most : winograd;
@@ -151,19 +151,45 @@ void dn_convolutional_affine(const dn_layer *l, int f, float *mul, float *add)
     }
 }
 
+dn_status dn_convolutional_prepare(dn_layer *l, int threads)
+{
+    if (dn_winograd_applies(l)) {
+        if (dn_winograd_prepare(l, threads)) return DN_OK;
+        return dn_fail(DN_ERR_MEMORY, "out of memory for the Winograd kernels of layer %d ([convolutional])",
+                       l->index);
+    }
+    const int m = l->filters / l->groups;
+    const int k = (l->c / l->groups) * l->size * l->size;
+    const size_t per_group = dn_packed_a_floats(m, k);
+    if (!l->packed_weights) {
+        l->packed_weights = malloc(per_group * l->groups * sizeof(float));
+        if (!l->packed_weights)
+            return dn_fail(DN_ERR_MEMORY, "out of memory for the packed weights of layer %d ([convolutional])",
+                           l->index);
+        l->packed_version = l->weights_version - 1;
+    }
+    if (l->packed_version != l->weights_version) {
+        const size_t weights_group = l->nweights / (size_t)l->groups;
+#pragma omp parallel for num_threads(threads) schedule(static) if (l->groups > 1)
+        for (int g = 0; g < l->groups; ++g)
+            dn_pack_a(l->weights + g * weights_group, k, m, k, l->packed_weights + g * per_group);
+        l->packed_version = l->weights_version;
+    }
+    return DN_OK;
+}
+
 void dn_convolutional_forward(dn_layer *l, struct dn_network *net, const float *input, int n)
 {
     const int m = l->filters / l->groups;
     const int k = (l->c / l->groups) * l->size * l->size;
     const int spatial = l->out_h * l->out_w;
     const size_t in_group = (size_t)(l->c / l->groups) * l->h * l->w;
-    const size_t weights_group = l->nweights / (size_t)l->groups;
     const int threads = net->threads;
     const int cols = tile_columns(l, threads);
     const int tiles = (spatial + cols - 1) / cols;
     const long tasks = (long)n * l->groups * tiles;
     const int batch_norm_train = l->batch_normalize && net->train;
-    if (dn_winograd_applies(l) && dn_winograd_prepare(l, threads)) {
+    if (dn_winograd_applies(l)) {
         dn_winograd_forward(l, net, input, n, batch_norm_train);
         if (batch_norm_train) normalize_batch(l, n, threads);
         return;
@@ -177,15 +203,12 @@ void dn_convolutional_forward(dn_layer *l, struct dn_network *net, const float *
         const int count = spatial - first < cols ? spatial - first : cols;
         const float *im = input + (size_t)b * l->inputs + g * in_group;
         float *out = l->output + (size_t)b * l->outputs + (size_t)g * m * spatial + first;
-        const float *columns = im + first;
-        int ld = spatial;
-        if (!is_pointwise(l)) {
-            float *tile = net->workspace + (size_t)dn_thread_index() * k * cols;
-            dn_im2col_columns(im, l->c / l->groups, l->h, l->w, l->size, l->stride, l->pad, first, count, tile);
-            columns = tile;
-            ld = count;
-        }
-        dn_gemm(0, 0, m, count, k, 1.0f, l->weights + g * weights_group, k, columns, ld, 0.0f, out, spatial);
+        float *columns = net->workspace + (size_t)dn_thread_index() * dn_packed_b_floats(k, cols);
+        if (is_pointwise(l))
+            dn_pack_b(im + first, spatial, k, count, columns);
+        else
+            dn_im2col_panels(im, l->c / l->groups, l->h, l->w, l->size, l->stride, l->pad, first, count, columns);
+        dn_gemm_packed(m, count, k, l->packed_weights + g * dn_packed_a_floats(m, k), columns, out, spatial);
         if (batch_norm_train) continue; /* normalize_batch needs the whole batch's statistics */
         for (int j = 0; j < m; ++j) {
             const int f = g * m + j;

@@ -17,6 +17,19 @@ static inline int dn_thread_index(void) { return omp_get_thread_num(); }
 static inline int dn_thread_index(void) { return 0; }
 #endif
 
+/*
+ * DN_HOT marks the per-element loops (transforms, im2col, activations, pooling, batch norm): on
+ * x86-64 Linux with GCC they are compiled twice, for x86-64-v3 (AVX2, FMA: 8 floats a vector)
+ * and for the baseline (SSE2: 4), and the dynamic loader picks the one this CPU runs (an ifunc;
+ * GCC's target_clones). The baseline build stays the package's promise; the GEMM's micro-kernel
+ * chooses its own way (gemm_packed.c). Values differ between the two by rounding (FMA) only.
+ */
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && !defined(DN_NO_CLONES)
+#define DN_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define DN_HOT
+#endif
+
 /* Threads of one network: the engine's loops run on OpenMP with `num_threads(net->threads)` and
  * call the BLAS single-threaded from inside them, so there is one pool of threads, never the
  * BLAS's pool competing with the engine's (or spinning while the engine works alone). */
@@ -127,6 +140,9 @@ struct dn_layer {
     unsigned weights_version;    /* bumped by every change of `weights` (load, set, update) */
     float *winograd_kernels;     /* winograd.c: the transformed kernels, made on first use */
     unsigned winograd_version;   /* weights_version they were made from */
+    float *packed_weights;       /* the weights in dn_gemm_packed's panel order (per group), made on
+                                  * first use by a layer that runs im2col + GEMM */
+    unsigned packed_version;     /* weights_version they were made from */
 
     /* maxpool reuses size, stride, pad (darknet's "padding") */
 
@@ -194,6 +210,9 @@ dn_status dn_convolutional_setup(dn_layer *l, dn_options *o, struct dn_network *
 void dn_convolutional_forward(dn_layer *l, struct dn_network *net, const float *input, int n);
 void dn_convolutional_init_weights(dn_layer *l, dn_rng *rng);
 size_t dn_convolutional_workspace(const dn_layer *l, int threads);
+/* Make (or refresh after a weight change) the forward's copy of the weights in the layout its
+ * path reads (packed panels or Winograd kernels): DN_ERR_MEMORY when that copy cannot be made. */
+dn_status dn_convolutional_prepare(dn_layer *l, int threads);
 
 dn_status dn_maxpool_setup(dn_layer *l, dn_options *o);
 void dn_maxpool_forward(dn_layer *l, const float *input, int n, int threads);
@@ -238,8 +257,7 @@ void dn_convolutional_affine(const dn_layer *l, int f, float *mul, float *add);
 /* winograd.c: F(2x2, 3x3) for 3x3 stride-1 pad-1 convolutions with enough channels and tiles. */
 int dn_winograd_applies(const dn_layer *l);
 size_t dn_winograd_workspace(const dn_layer *l, int threads);
-/* Make (or refresh after a weight change) the transformed kernels; 0 when out of memory (the
- * im2col path then runs instead). */
+/* Make (or refresh after a weight change) the transformed kernels; 0 when out of memory. */
 int dn_winograd_prepare(dn_layer *l, int threads);
 /* The forward of all n images into l->output; `raw`: without the epilogue (training batch norm). */
 void dn_winograd_forward(dn_layer *l, struct dn_network *net, const float *input, int n, int raw);
@@ -267,13 +285,15 @@ void dn_gradient_parallel(const float *x, size_t n, dn_activation a, float *delt
  * the exponent bits. Within 2 ulp of expf over [-87, 88]; clamped outside (e^-87 ~ 1.6e-38:
  * the activations below see 0 or a huge number either way).
  */
-static inline float dn_expf(float x)
+__attribute__((always_inline)) static inline float dn_expf(float x)
 {
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
     const float t = x * 1.44269504088896341f;           /* log2(e) */
-    const int n = (int)(t + (t >= 0 ? 0.5f : -0.5f));    /* round to nearest */
-    const float fn = (float)n;
+    /* round to nearest by adding and taking away 1.5 * 2^23 (exact for |t| < 2^22): plain
+     * arithmetic, where a rounding branch kept GCC from vectorising the AVX2 clones */
+    const float fn = (t + 12582912.0f) - 12582912.0f;
+    const int n = (int)fn;
     float r = x - fn * 0.693359375f;                     /* ln2, split so fn * hi is exact */
     r = r - fn * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -287,14 +307,14 @@ static inline float dn_expf(float x)
     return p * scale.value;
 }
 
-static inline float dn_logistic(float x) { return 1.0f / (1.0f + dn_expf(-x)); }
+__attribute__((always_inline)) static inline float dn_logistic(float x) { return 1.0f / (1.0f + dn_expf(-x)); }
 
 /*
  * mish(x) = x * tanh(softplus(x)). With n = e^x, tanh(log(1 + n)) = n(n + 2) / (n(n + 2) + 2),
  * which needs one exp instead of exp, log1p and tanh (mish dominates YOLOv4's run time).
  * Above 20 (darknet's softplus threshold) tanh(softplus(x)) is 1 in float.
  */
-static inline float dn_mish(float x)
+__attribute__((always_inline)) static inline float dn_mish(float x)
 {
     const float n = dn_expf(x);
     const float q = n * (n + 2.0f);
@@ -309,13 +329,28 @@ void dn_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const f
 /* Ask the BLAS library to compute on the calling thread only (process-wide; idempotent). */
 void dn_gemm_single_threaded(void);
 
+/* gemm_packed.c: C = A B on operands already in panel order (see there), on the calling thread.
+ * MR x NR is the micro-kernel's block of C: 12 of x86-64's 16 AVX2 registers. */
+#define DN_GEMM_MR 6
+#define DN_GEMM_NR 16
+size_t dn_packed_a_floats(int m, int k);
+size_t dn_packed_b_floats(int k, int n);
+/* A (m x k, row-major, lda) into panels of MR rows; B (k x n, row-major, ldb) into panels of NR columns. */
+void dn_pack_a(const float *a, int lda, int m, int k, float *packed);
+void dn_pack_b(const float *b, int ldb, int k, int n, float *packed);
+/* C (m x n, row-major, ldc) = A B: its rows and columns past m and n are not touched. */
+void dn_gemm_packed(int m, int n, int k, const float *a, const float *b, float *c, int ldc);
+/* "avx2" or "portable": the micro-kernel this CPU runs. */
+const char *dn_gemm_packed_kernel_name(void);
+
 /* im2col.c */
 void dn_im2col(const float *im, int channels, int height, int width, int ksize, int stride,
                int pad, float *col);
 /* Columns [first, first + count) of dn_im2col's matrix (output positions in row-major order),
- * as a (channels * ksize * ksize) x count block. */
-void dn_im2col_columns(const float *im, int channels, int height, int width, int ksize, int stride, int pad,
-                       int first, int count, float *col);
+ * as the B operand of dn_gemm_packed: (channels * ksize * ksize) x count in panels of NR columns,
+ * the last panel padded with zeros. */
+void dn_im2col_panels(const float *im, int channels, int height, int width, int ksize, int stride, int pad,
+                      int first, int count, float *panels);
 
 /* box helpers (nms.c) */
 float dn_box_iou(const float *a, const float *b);

@@ -77,6 +77,7 @@ static void free_layer(dn_layer *l)
     free(l->rolling_mean);
     free(l->rolling_variance);
     free(l->winograd_kernels);
+    free(l->packed_weights);
 }
 
 void dn_network_free(dn_network *net)
@@ -259,8 +260,13 @@ static dn_status check_images(const dn_network *net, const void *input, int n)
     return DN_OK;
 }
 
-static void run_forward(dn_network *net, const float *input, int n, int train)
+static dn_status run_forward(dn_network *net, const float *input, int n, int train)
 {
+    for (int i = 0; i < net->n; ++i) {
+        if (net->layers[i].type != DN_LAYER_CONVOLUTIONAL) continue;
+        dn_status st = dn_convolutional_prepare(&net->layers[i], net->threads);
+        if (st != DN_OK) return st;
+    }
     net->train = train;
     const float *x = input;
     for (int i = 0; i < net->n; ++i) {
@@ -276,6 +282,7 @@ static void run_forward(dn_network *net, const float *input, int n, int train)
         x = l->output;
     }
     net->train = 0;
+    return DN_OK;
 }
 
 dn_status dn_network_forward(dn_network *net, const float *input, int n)
@@ -287,8 +294,7 @@ dn_status dn_network_forward(dn_network *net, const float *input, int n)
 #ifdef DN_GPU
     if (net->gpu) return dn_gpu_forward(net, input, n, 0);
 #endif
-    run_forward(net, input, n, 0);
-    return DN_OK;
+    return run_forward(net, input, n, 0);
 }
 
 dn_status dn_network_copy_output(const dn_network *net, int index, float *dst, size_t count)
@@ -522,8 +528,7 @@ dn_status dn_network_forward_train(dn_network *net, const float *input, int n)
 #ifdef DN_GPU
     if (net->gpu) return dn_gpu_forward(net, kept, n, 1); /* the device copies it once more */
 #endif
-    run_forward(net, kept, n, 1);
-    return DN_OK;
+    return run_forward(net, kept, n, 1);
 }
 
 #ifdef DN_GPU
@@ -629,7 +634,8 @@ dn_status dn_network_train_step(dn_network *net, const float *input, const float
     } else
 #endif
     {
-        run_forward(net, kept, n, 1);
+        st = run_forward(net, kept, n, 1);
+        if (st != DN_OK) return st;
         zero_deltas(net, n);
     }
     dn_train_stats total;

@@ -1,86 +1,125 @@
 /*
- * Winograd F(2x2, 3x3) for [convolutional] size=3 stride=1 pad=1 groups=1 (Lavin and Gray,
- * "Fast Algorithms for Convolutional Neural Networks", 2015): each 2x2 block of outputs comes
- * from a 4x4 block of inputs with 16 multiplies per (input, output) channel pair instead of 36.
- * The image is cut into 2x2 output tiles; a run of tiles at a time (a block, sized to stay in
- * cache) goes through
- *   V = B^T d B    (each input channel's 4x4 patch, per tile)      -> 16 matrices C x tiles
- *   M = U V        (16 GEMMs; U = G g G^T, the kernels, cached)     -> 16 matrices O x tiles
- *   Y = A^T m A    (each output's 2x2, then bias / batch norm / activation)
- * Float results differ from the im2col path by rounding only (about 1e-6 relative).
+ * Winograd F(4x4, 3x3) for [convolutional] size=3 stride=1 pad=1 groups=1 (Lavin and Gray,
+ * "Fast Algorithms for Convolutional Neural Networks", 2015; interpolation points 0, +-1, +-2,
+ * infinity): each 4x4 block of outputs comes from a 6x6 block of inputs with 36 multiplies per
+ * (input, output) channel pair instead of 144. The image is cut into 4x4 output tiles; a run of
+ * tiles at a time (a block, sized to stay in cache) goes through
+ *   V = B^T d B    (each input channel's 6x6 patch, per tile)      -> 36 matrices C x tiles
+ *   M = U V        (36 packed GEMMs; U = G g G^T, the kernels, cached) -> 36 matrices O x tiles
+ *   Y = A^T m A    (each output's 4x4, then bias / batch norm / activation)
+ * Float results differ from the direct sum by rounding only: about 1e-5 of the outputs' size
+ * at 512 channels (the transforms' coefficients reach 8, against 1 for F(2x2, 3x3)).
+ *
+ * The GEMMs compute every output value as the same sum in the same order whichever other tiles
+ * share its block, so an image's result depends neither on the batch nor on the thread count's
+ * split of the tiles.
  */
 #include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define DN_WINO_POINTS 16                         /* 4x4 transformed values per tile */
+#define DN_WINO_OUT 4                             /* outputs per tile side */
+#define DN_WINO_IN 6                              /* inputs per tile side: OUT + 3 - 1 */
+#define DN_WINO_POINTS (DN_WINO_IN * DN_WINO_IN)  /* 6x6 transformed values per tile */
+#define DN_WINO_PHASES 4                          /* input columns 4k - 1 + r, r < 4: one tile apart */
 #define DN_WINO_BLOCK_FLOATS ((size_t)1024 * 1024) /* V and M of one block: 4 MiB, within L2 + L3 */
 /* below this many channels the GEMMs are too thin to pay for the transforms (CFLAGS=-D... can
  * move it, to time the im2col path on the same layers) */
 #ifndef DN_WINO_MIN_CHANNELS
 #define DN_WINO_MIN_CHANNELS 32
 #endif
-#define DN_WINO_MIN_TILES 64     /* ... and below this many tiles the kernel transform dominates */
-#define DN_WINO_ALIGN 16
+#define DN_WINO_MIN_TILES 16 /* ... and below this many tiles (13x13 outputs give 16) the padding of
+                              * the last tiles wastes most of the gain */
+
+static int tiles_across(const dn_layer *l) { return (l->out_w + DN_WINO_OUT - 1) / DN_WINO_OUT; }
+static int tile_count(const dn_layer *l)
+{
+    return tiles_across(l) * ((l->out_h + DN_WINO_OUT - 1) / DN_WINO_OUT);
+}
 
 int dn_winograd_applies(const dn_layer *l)
 {
     if (l->size != 3 || l->stride != 1 || l->pad != 1 || l->groups != 1) return 0;
     if (l->c < DN_WINO_MIN_CHANNELS || l->filters < DN_WINO_MIN_CHANNELS) return 0;
-    const int tiles = ((l->out_h + 1) / 2) * ((l->out_w + 1) / 2);
-    return tiles >= DN_WINO_MIN_TILES;
+    return tile_count(l) >= DN_WINO_MIN_TILES;
 }
 
 /* Tiles per block: V and M of a block fit DN_WINO_BLOCK_FLOATS, and one image still gives every
  * thread a block. Depends on the layer and the thread count, never on the batch. */
 static int block_tiles(const dn_layer *l, int threads)
 {
-    const int tiles = ((l->out_h + 1) / 2) * ((l->out_w + 1) / 2);
+    const int tiles = tile_count(l);
     size_t per_tile = (size_t)DN_WINO_POINTS * (l->c + l->filters);
     size_t count = DN_WINO_BLOCK_FLOATS / per_tile;
     const size_t share = ((size_t)tiles + threads - 1) / threads;
     if (count > share) count = share;
-    count = (count + DN_WINO_ALIGN - 1) / DN_WINO_ALIGN * DN_WINO_ALIGN;
-    if (count < DN_WINO_ALIGN) count = DN_WINO_ALIGN;
+    count = (count + DN_GEMM_NR - 1) / DN_GEMM_NR * DN_GEMM_NR;
+    if (count < DN_GEMM_NR) count = DN_GEMM_NR;
     return count > (size_t)tiles ? tiles : (int)count;
 }
 
-static size_t scratch_floats(const dn_layer *l);
+/* One point's V (c x block tiles, in dn_gemm_packed's B panels) and M (filters x block tiles). */
+static size_t v_point_floats(const dn_layer *l, int per_block) { return dn_packed_b_floats(l->c, per_block); }
+static size_t m_point_floats(const dn_layer *l, int per_block) { return (size_t)l->filters * per_block; }
+static size_t block_floats(const dn_layer *l, int per_block)
+{
+    return DN_WINO_POINTS * (v_point_floats(l, per_block) + m_point_floats(l, per_block));
+}
 
-/* Per thread: V and M of a block, then the transforms' scratch rows. */
+/*
+ * The transforms work on a row of tiles at a time, with the tiles as the inner (vectorised)
+ * loop. Tile tx of a row reads padded columns 4tx - 1 .. 4tx + 4; split into four phases
+ * (phase r holds columns 4k - 1 + r) those are phases 0-3 at k = tx and phases 0-1 at tx + 1:
+ * contiguous in tx. Scratch per thread: the 6 input rows' phases and their B^T combinations
+ * (2 x 24 rows of tiles_x + 1 floats; the output transform's 16 rows fit in them).
+ */
+#define DN_WINO_ROWS (2 * DN_WINO_IN * DN_WINO_PHASES)
+static size_t scratch_floats(const dn_layer *l)
+{
+    return (size_t)DN_WINO_ROWS * (tiles_across(l) + 1);
+}
+
+/* Per thread in the block-per-thread schedule: V and M of a block, then the scratch. */
 static size_t thread_floats(const dn_layer *l, int threads)
 {
-    return (size_t)DN_WINO_POINTS * (l->c + l->filters) * block_tiles(l, threads) + scratch_floats(l);
+    const int per_block = block_tiles(l, threads);
+    return block_floats(l, per_block) + scratch_floats(l);
 }
 
 size_t dn_winograd_workspace(const dn_layer *l, int threads)
 {
     if (!dn_winograd_applies(l)) return 0;
+    /* the all-threads-per-block schedule needs one V and M and every thread's scratch: less */
     return (size_t)threads * thread_floats(l, threads);
 }
 
-/* U = G g G^T for every (filter, channel), laid out as 16 matrices filters x channels. */
+/* U = G g G^T for every (filter, channel): 36 matrices filters x channels, each in
+ * dn_gemm_packed's A panels (the padding rows of the last panel stay 0 from the calloc). In
+ * double: G's sixths and twenty-fourths are not exact in float. */
 static void transform_kernels(dn_layer *l, int threads)
 {
+    static const double G[DN_WINO_IN][3] = {{1.0 / 4, 0, 0},
+                                            {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                            {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                            {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                            {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                            {0, 0, 1}};
     const int out = l->filters, in = l->c;
-    float *u = l->winograd_kernels;
+    const size_t point = dn_packed_a_floats(out, in);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int o = 0; o < out; ++o) {
         for (int c = 0; c < in; ++c) {
             const float *g = l->weights + ((size_t)o * in + c) * 9;
-            float t[4][3]; /* G g: 4 x 3 */
-            for (int j = 0; j < 3; ++j) {
-                t[0][j] = g[j];
-                t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
-                t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
-                t[3][j] = g[6 + j];
-            }
-            for (int i = 0; i < 4; ++i) { /* (G g) G^T: 4 x 4 */
-                const float r[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]), 0.5f * (t[i][0] - t[i][1] + t[i][2]),
-                                    t[i][2]};
-                for (int j = 0; j < 4; ++j) u[((size_t)(i * 4 + j) * out + o) * in + c] = r[j];
-            }
+            double t[DN_WINO_IN][3]; /* G g */
+            for (int i = 0; i < DN_WINO_IN; ++i)
+                for (int j = 0; j < 3; ++j) t[i][j] = G[i][0] * g[j] + G[i][1] * g[3 + j] + G[i][2] * g[6 + j];
+            float *u = l->winograd_kernels + (size_t)(o / DN_GEMM_MR) * DN_GEMM_MR * in + (size_t)c * DN_GEMM_MR +
+                       o % DN_GEMM_MR;
+            for (int i = 0; i < DN_WINO_IN; ++i) /* (G g) G^T */
+                for (int j = 0; j < DN_WINO_IN; ++j)
+                    u[(size_t)(i * DN_WINO_IN + j) * point] =
+                        (float)(t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
         }
     }
     l->winograd_version = l->weights_version;
@@ -89,7 +128,7 @@ static void transform_kernels(dn_layer *l, int threads)
 int dn_winograd_prepare(dn_layer *l, int threads)
 {
     if (!l->winograd_kernels) {
-        l->winograd_kernels = malloc((size_t)DN_WINO_POINTS * l->filters * l->c * sizeof(float));
+        l->winograd_kernels = calloc(DN_WINO_POINTS * dn_packed_a_floats(l->filters, l->c), sizeof(float));
         if (!l->winograd_kernels) return 0;
         l->winograd_version = l->weights_version - 1;
     }
@@ -97,99 +136,131 @@ int dn_winograd_prepare(dn_layer *l, int threads)
     return 1;
 }
 
-/*
- * The transforms work on a row of tiles at a time, with the tiles as the inner (vectorised)
- * loop. Tile tx of a row reads padded columns 2tx .. 2tx+3; split into even and odd columns
- * (e[k] = column 2k, o[k] = column 2k+1) those are e[tx], o[tx], e[tx+1], o[tx+1]: contiguous
- * in tx. Scratch per thread: 16 rows of tiles_x + 1 floats.
- */
-static size_t scratch_floats(const dn_layer *l) { return (size_t)DN_WINO_POINTS * ((l->out_w + 1) / 2 + 1); }
-
-/* Columns 2k - 1 (even[k]) and 2k (odd[k]) of `row` for k in [k0, k1], zero outside [0, w). */
-static void split_row(const float *row, int w, int k0, int k1, float *restrict even, float *restrict odd)
+/* Columns 4k - 1 + r of `row` into phase[r][k] for k in [k0, k1], 0 outside [0, w) (row NULL: all 0).
+ * Inlined: it is compiled as part of each of transform_inputs' clones. */
+__attribute__((always_inline)) static inline void split_row(const float *row, int w, int k0, int k1, float *const phase[DN_WINO_PHASES])
 {
     if (!row) {
-        memset(even + k0, 0, sizeof(float) * (size_t)(k1 - k0 + 1));
-        memset(odd + k0, 0, sizeof(float) * (size_t)(k1 - k0 + 1));
+        for (int r = 0; r < DN_WINO_PHASES; ++r) memset(phase[r] + k0, 0, sizeof(float) * (size_t)(k1 - k0 + 1));
         return;
     }
-    const int lo = k0 > 1 ? k0 : 1, hi = k1 < (w - 1) / 2 ? k1 : (w - 1) / 2; /* both columns inside */
-    for (int k = k0; k <= k1 && k < lo; ++k) {
-        even[k] = (2 * k - 1 >= 0 && 2 * k - 1 < w) ? row[2 * k - 1] : 0.0f;
-        odd[k] = 2 * k < w ? row[2 * k] : 0.0f;
+    /* k with all four columns inside: 4k - 1 >= 0 and 4k + 2 <= w - 1 */
+    const int lo = k0 > 1 ? k0 : 1;
+    const int inside_hi = w >= 3 ? (w - 3) / DN_WINO_PHASES : 0;
+    const int hi = k1 < inside_hi ? k1 : inside_hi;
+    for (int k = k0; k <= k1; ++k) {
+        if (k == lo && lo <= hi) k = hi + 1; /* the interior goes below */
+        if (k > k1) break;
+        for (int r = 0; r < DN_WINO_PHASES; ++r) {
+            const int x = DN_WINO_PHASES * k - 1 + r;
+            phase[r][k] = x >= 0 && x < w ? row[x] : 0.0f;
+        }
     }
+    float *restrict p0 = phase[0], *restrict p1 = phase[1], *restrict p2 = phase[2], *restrict p3 = phase[3];
 #pragma omp simd
     for (int k = lo; k <= hi; ++k) {
-        even[k] = row[2 * k - 1];
-        odd[k] = row[2 * k];
-    }
-    for (int k = (hi + 1 > lo ? hi + 1 : lo); k <= k1; ++k) {
-        even[k] = (2 * k - 1 >= 0 && 2 * k - 1 < w) ? row[2 * k - 1] : 0.0f;
-        odd[k] = 2 * k < w ? row[2 * k] : 0.0f;
+        const float *x = row + DN_WINO_PHASES * k - 1;
+        p0[k] = x[0];
+        p1[k] = x[1];
+        p2[k] = x[2];
+        p3[k] = x[3];
     }
 }
 
-/* V for tiles [first, first + count) of one image: v[p][c][t], p = 4 * row + column of the 4x4. */
-static void transform_inputs(const dn_layer *l, const float *im, int first, int count, float *v, float *scratch)
+/* B^T applied to six vectors (rows, or columns, of a 6x6 patch): x[i][k] -> y[i][k]. */
+#define DN_WINO_BT(x0, x1, x2, x3, x4, x5, y0, y1, y2, y3, y4, y5) \
+    do {                                                           \
+        y0 = 4.0f * (x0) - 5.0f * (x2) + (x4);                     \
+        y1 = (x3) + (x4) - 4.0f * ((x1) + (x2));                   \
+        y2 = (x4) - (x3) + 4.0f * ((x1) - (x2));                   \
+        y3 = (x4) - (x2) + 2.0f * ((x3) - (x1));                   \
+        y4 = (x4) - (x2) - 2.0f * ((x3) - (x1));                   \
+        y5 = 4.0f * (x1) - 5.0f * (x3) + (x5);                     \
+    } while (0)
+
+/* V for tiles [first, first + count) of one image and channels [c0, c1), p = 6 * row + column
+ * of the 6x6: point p is a c x count matrix in dn_gemm_packed's B panels, v_point floats apart. */
+DN_HOT static void transform_inputs(const dn_layer *l, const float *im, int first, int count, int c0, int c1, float *v,
+                             size_t v_point, float *scratch)
 {
-    const int h = l->h, w = l->w, tiles_x = (l->out_w + 1) / 2, half = tiles_x + 1;
-    const size_t point = (size_t)l->c * count;
-    float *rows[16]; /* 0-7: even/odd columns of the 4 input rows; 8-15: B^T across those rows */
-    for (int i = 0; i < 16; ++i) rows[i] = scratch + (size_t)i * half;
-    const int end = first + count;
-    for (int c = 0; c < l->c; ++c) {
+    const int h = l->h, w = l->w, tiles_x = tiles_across(l), stride = tiles_x + 1;
+    float *in_rows[DN_WINO_IN][DN_WINO_PHASES], *bt_rows[DN_WINO_IN][DN_WINO_PHASES];
+    for (int i = 0; i < DN_WINO_IN; ++i)
+        for (int r = 0; r < DN_WINO_PHASES; ++r) {
+            in_rows[i][r] = scratch + (size_t)(i * DN_WINO_PHASES + r) * stride;
+            bt_rows[i][r] = scratch + (size_t)((DN_WINO_IN + i) * DN_WINO_PHASES + r) * stride;
+        }
+    const int channels = l->c, end = first + count;
+    for (int c = c0; c < c1; ++c) {
         const float *plane = im + (size_t)c * h * w;
         for (int t0 = first; t0 < end;) {
             const int ty = t0 / tiles_x, tx0 = t0 % tiles_x;
             const int tx1 = end - t0 < tiles_x - tx0 ? tx0 + (end - t0) : tiles_x;
-            for (int i = 0; i < 4; ++i) {
-                const int y = 2 * ty - 1 + i;
-                split_row(y >= 0 && y < h ? plane + (size_t)y * w : NULL, w, tx0, tx1, rows[2 * i], rows[2 * i + 1]);
+            for (int i = 0; i < DN_WINO_IN; ++i) {
+                const int y = DN_WINO_OUT * ty - 1 + i;
+                split_row(y >= 0 && y < h ? plane + (size_t)y * w : NULL, w, tx0, tx1, in_rows[i]);
             }
-            for (int parity = 0; parity < 2; ++parity) { /* B^T d: along the rows */
-                const float *restrict d0 = rows[parity], *restrict d1 = rows[2 + parity];
-                const float *restrict d2 = rows[4 + parity], *restrict d3 = rows[6 + parity];
-                float *restrict r0 = rows[8 + parity], *restrict r1 = rows[10 + parity];
-                float *restrict r2 = rows[12 + parity], *restrict r3 = rows[14 + parity];
+            for (int r = 0; r < DN_WINO_PHASES; ++r) { /* B^T d: across the rows */
+                const float *restrict d0 = in_rows[0][r], *restrict d1 = in_rows[1][r], *restrict d2 = in_rows[2][r];
+                const float *restrict d3 = in_rows[3][r], *restrict d4 = in_rows[4][r], *restrict d5 = in_rows[5][r];
+                float *restrict e0 = bt_rows[0][r], *restrict e1 = bt_rows[1][r], *restrict e2 = bt_rows[2][r];
+                float *restrict e3 = bt_rows[3][r], *restrict e4 = bt_rows[4][r], *restrict e5 = bt_rows[5][r];
 #pragma omp simd
-                for (int k = tx0; k <= tx1; ++k) {
-                    r0[k] = d0[k] - d2[k];
-                    r1[k] = d1[k] + d2[k];
-                    r2[k] = d2[k] - d1[k];
-                    r3[k] = d1[k] - d3[k];
-                }
+                for (int k = tx0; k <= tx1; ++k)
+                    DN_WINO_BT(d0[k], d1[k], d2[k], d3[k], d4[k], d5[k], e0[k], e1[k], e2[k], e3[k], e4[k], e5[k]);
             }
-            float *dst = v + (size_t)c * count + (t0 - first) - tx0;
-            for (int i = 0; i < 4; ++i) { /* (B^T d) B: along the columns, tile k at e[k], o[k], e[k+1], o[k+1] */
-                const float *restrict e = rows[8 + 2 * i], *restrict o = rows[9 + 2 * i];
-                float *restrict v0 = dst + (size_t)(4 * i) * point, *restrict v1 = v0 + point;
-                float *restrict v2 = v1 + point, *restrict v3 = v2 + point;
+            /* (B^T d) B: across the columns, straight into V's panels, a run within one panel at a time */
+            for (int k0 = tx0; k0 < tx1;) {
+                const int t = t0 - first + (k0 - tx0), lane = t % DN_GEMM_NR;
+                const int k1 = k0 + (DN_GEMM_NR - lane) < tx1 ? k0 + (DN_GEMM_NR - lane) : tx1;
+                float *dst = v + (size_t)(t - lane) * channels + (size_t)c * DN_GEMM_NR + lane - k0;
+                for (int i = 0; i < DN_WINO_IN; ++i) {
+                    const float *restrict q0 = bt_rows[i][0], *restrict q1 = bt_rows[i][1];
+                    const float *restrict q2 = bt_rows[i][2], *restrict q3 = bt_rows[i][3];
+                    float *restrict v0 = dst + (size_t)(DN_WINO_IN * i) * v_point, *restrict v1 = v0 + v_point;
+                    float *restrict v2 = v1 + v_point, *restrict v3 = v2 + v_point, *restrict v4 = v3 + v_point;
+                    float *restrict v5 = v4 + v_point;
 #pragma omp simd
-                for (int k = tx0; k < tx1; ++k) {
-                    v0[k] = e[k] - e[k + 1];
-                    v1[k] = o[k] + e[k + 1];
-                    v2[k] = e[k + 1] - o[k];
-                    v3[k] = o[k] - o[k + 1];
+                    for (int k = k0; k < k1; ++k)
+                        DN_WINO_BT(q0[k], q1[k], q2[k], q3[k], q0[k + 1], q1[k + 1], v0[k], v1[k], v2[k], v3[k],
+                                   v4[k], v5[k]);
                 }
+                k0 = k1;
             }
             t0 += tx1 - tx0;
         }
+        const int tail = count % DN_GEMM_NR; /* the last panel's lanes past count: 0 */
+        if (tail)
+            for (int p = 0; p < DN_WINO_POINTS; ++p)
+                memset(v + p * v_point + (size_t)(count - tail) * channels + (size_t)c * DN_GEMM_NR + tail, 0,
+                       sizeof(float) * (size_t)(DN_GEMM_NR - tail));
     }
 }
 
-/* Y = A^T m A for every filter and tile of the block, written into the image's output with the
- * epilogue: raw (training batch norm: normalize_batch follows), else x * mul + add, kept in
- * act_input when training, then the activation. */
-static void transform_outputs(const dn_layer *l, const float *m, int first, int count, float *out, float *act_input,
-                              int raw, float *scratch)
+/* A^T applied to six values: four. */
+#define DN_WINO_AT(x0, x1, x2, x3, x4, x5, y0, y1, y2, y3) \
+    do {                                                    \
+        const float sum12 = (x1) + (x2), dif12 = (x1) - (x2); \
+        const float sum34 = (x3) + (x4), dif34 = (x3) - (x4); \
+        y0 = (x0) + sum12 + sum34;                          \
+        y1 = dif12 + 2.0f * dif34;                          \
+        y2 = sum12 + 4.0f * sum34;                          \
+        y3 = dif12 + 8.0f * dif34 + (x5);                   \
+    } while (0)
+
+/* Y = A^T m A for filters [f0, f1) and every tile of the block, written into the image's output
+ * with the epilogue: raw (training batch norm: normalize_batch follows), else x * mul + add,
+ * kept in act_input when training, then the activation. */
+DN_HOT static void transform_outputs(const dn_layer *l, const float *m, int first, int count, int f0, int f1, float *out,
+                              float *act_input, int raw, float *scratch)
 {
-    const int oh = l->out_h, ow = l->out_w, tiles_x = (ow + 1) / 2, half = tiles_x + 1;
+    const int oh = l->out_h, ow = l->out_w, tiles_x = tiles_across(l), stride = tiles_x + 1;
     const size_t point = (size_t)l->filters * count;
     const size_t plane = (size_t)oh * ow;
-    float *y[4]; /* y[2i + j][k]: output (2ty + i, 2tx + j) of tile k */
-    for (int q = 0; q < 4; ++q) y[q] = scratch + (size_t)q * half;
+    float *y[DN_WINO_OUT * DN_WINO_OUT]; /* y[4i + j][k]: output (4ty + i, 4tx + j) of tile k */
+    for (int q = 0; q < DN_WINO_OUT * DN_WINO_OUT; ++q) y[q] = scratch + (size_t)q * stride;
     const int end = first + count;
-    for (int f = 0; f < l->filters; ++f) {
+    for (int f = f0; f < f1; ++f) {
         float mul, add;
         dn_convolutional_affine(l, f, &mul, &add);
         if (raw) mul = 1.0f, add = 0.0f;
@@ -198,32 +269,40 @@ static void transform_outputs(const dn_layer *l, const float *m, int first, int 
             const int tx1 = end - t0 < tiles_x - tx0 ? tx0 + (end - t0) : tiles_x;
             const int n = tx1 - tx0;
             const float *restrict src = m + (size_t)f * count + (t0 - first);
-            float *restrict y00 = y[0], *restrict y01 = y[1], *restrict y10 = y[2], *restrict y11 = y[3];
 #pragma omp simd
             for (int k = 0; k < n; ++k) {
-#define S(p) src[(size_t)(p) * point + k]
-                const float r00 = S(0) + S(4) + S(8), r01 = S(1) + S(5) + S(9), r02 = S(2) + S(6) + S(10),
-                            r03 = S(3) + S(7) + S(11);
-                const float r10 = S(4) - S(8) - S(12), r11 = S(5) - S(9) - S(13), r12 = S(6) - S(10) - S(14),
-                            r13 = S(7) - S(11) - S(15);
+                float t[DN_WINO_OUT][DN_WINO_IN]; /* A^T m */
+                for (int j = 0; j < DN_WINO_IN; ++j) {
+#define S(i) src[(size_t)(DN_WINO_IN * (i) + j) * point + k]
+                    DN_WINO_AT(S(0), S(1), S(2), S(3), S(4), S(5), t[0][j], t[1][j], t[2][j], t[3][j]);
 #undef S
-                y00[k] = (r00 + r01 + r02) * mul + add;
-                y01[k] = (r01 - r02 - r03) * mul + add;
-                y10[k] = (r10 + r11 + r12) * mul + add;
-                y11[k] = (r11 - r12 - r13) * mul + add;
-            }
-            for (int i = 0; i < 2; ++i) {
-                const int oy = 2 * ty + i;
-                if (oy >= oh) break;
-                const float *left = y[2 * i], *right = y[2 * i + 1];
-                const size_t at = (size_t)f * plane + (size_t)oy * ow + 2 * tx0;
-                const int columns = 2 * tx1 <= ow ? 2 * n : 2 * n - 1; /* an odd width ends mid-tile */
-                float *restrict o_row = out + at;
-                for (int k = 0; k < columns / 2; ++k) {
-                    o_row[2 * k] = left[k];
-                    o_row[2 * k + 1] = right[k];
                 }
-                if (columns & 1) o_row[columns - 1] = left[columns / 2];
+                for (int i = 0; i < DN_WINO_OUT; ++i) {
+                    float r0, r1, r2, r3;
+                    DN_WINO_AT(t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5], r0, r1, r2, r3);
+                    y[4 * i][k] = r0 * mul + add;
+                    y[4 * i + 1][k] = r1 * mul + add;
+                    y[4 * i + 2][k] = r2 * mul + add;
+                    y[4 * i + 3][k] = r3 * mul + add;
+                }
+            }
+            for (int i = 0; i < DN_WINO_OUT; ++i) {
+                const int oy = DN_WINO_OUT * ty + i;
+                if (oy >= oh) break;
+                const float *y0 = y[4 * i], *y1 = y[4 * i + 1], *y2 = y[4 * i + 2], *y3 = y[4 * i + 3];
+                const size_t at = (size_t)f * plane + (size_t)oy * ow + DN_WINO_OUT * tx0;
+                int columns = DN_WINO_OUT * n; /* the image's last tile may stick out */
+                if (DN_WINO_OUT * tx0 + columns > ow) columns = ow - DN_WINO_OUT * tx0;
+                float *restrict o_row = out + at;
+                const int whole = columns / DN_WINO_OUT;
+                for (int k = 0; k < whole; ++k) {
+                    o_row[4 * k] = y0[k];
+                    o_row[4 * k + 1] = y1[k];
+                    o_row[4 * k + 2] = y2[k];
+                    o_row[4 * k + 3] = y3[k];
+                }
+                const float *const last[DN_WINO_OUT] = {y0, y1, y2, y3};
+                for (int j = 0; j < columns - DN_WINO_OUT * whole; ++j) o_row[4 * whole + j] = last[j][whole];
                 if (raw) continue;
                 if (act_input) memcpy(act_input + at, o_row, sizeof(float) * (size_t)columns);
                 dn_activate_array(o_row, (size_t)columns, l->activation);
@@ -233,15 +312,55 @@ static void transform_outputs(const dn_layer *l, const float *m, int first, int 
     }
 }
 
+/* Blocks of one image at a time, each shared by all threads: the transforms split the channels
+ * and the filters, the GEMMs the 36 points. For batches with fewer blocks than threads. */
+static void forward_shared_blocks(dn_layer *l, struct dn_network *net, const float *input, int n, int raw)
+{
+    const int threads = net->threads, tiles = tile_count(l), per_block = block_tiles(l, threads);
+    const int in = l->c, out = l->filters;
+    const size_t v_point = v_point_floats(l, per_block), m_point = m_point_floats(l, per_block);
+    const size_t u_point = dn_packed_a_floats(out, in);
+    float *v = net->workspace, *m = v + DN_WINO_POINTS * v_point;
+    float *scratch = m + DN_WINO_POINTS * m_point;
+    const size_t scratch_each = scratch_floats(l);
+    for (int b = 0; b < n; ++b) {
+        const float *im = input + (size_t)b * l->inputs;
+        float *act = (!raw && net->train) ? l->act_input + (size_t)b * l->outputs : NULL;
+        for (int first = 0; first < tiles; first += per_block) {
+            const int count = tiles - first < per_block ? tiles - first : per_block;
+#pragma omp parallel num_threads(threads)
+            {
+                float *mine = scratch + (size_t)dn_thread_index() * scratch_each;
+#pragma omp for schedule(static)
+                for (int c = 0; c < in; ++c) transform_inputs(l, im, first, count, c, c + 1, v, v_point, mine);
+#pragma omp for schedule(dynamic, 1)
+                for (int p = 0; p < DN_WINO_POINTS; ++p)
+                    dn_gemm_packed(out, count, in, l->winograd_kernels + p * u_point, v + p * v_point,
+                                   m + (size_t)p * out * count, count);
+#pragma omp for schedule(static)
+                for (int f = 0; f < out; ++f)
+                    transform_outputs(l, m, first, count, f, f + 1, l->output + (size_t)b * l->outputs,
+                                      act, raw, mine);
+            }
+        }
+    }
+}
+
 void dn_winograd_forward(dn_layer *l, struct dn_network *net, const float *input, int n, int raw)
 {
     const int threads = net->threads;
-    const int tiles = ((l->out_h + 1) / 2) * ((l->out_w + 1) / 2);
+    const int tiles = tile_count(l);
     const int per_block = block_tiles(l, threads);
     const int blocks = (tiles + per_block - 1) / per_block;
     const long tasks = (long)n * blocks;
+    if (threads > 1 && tasks < threads) {
+        forward_shared_blocks(l, net, input, n, raw);
+        return;
+    }
     const int in = l->c, out = l->filters;
     const size_t per_thread = thread_floats(l, threads);
+    const size_t v_point = v_point_floats(l, per_block), m_point = m_point_floats(l, per_block);
+    const size_t u_point = dn_packed_a_floats(out, in);
 
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (tasks > 1)
     for (long task = 0; task < tasks; ++task) {
@@ -249,13 +368,13 @@ void dn_winograd_forward(dn_layer *l, struct dn_network *net, const float *input
         const int first = (int)(task % blocks) * per_block;
         const int count = tiles - first < per_block ? tiles - first : per_block;
         float *v = net->workspace + (size_t)dn_thread_index() * per_thread;
-        float *m = v + (size_t)DN_WINO_POINTS * in * count;
-        float *scratch = v + (size_t)DN_WINO_POINTS * (in + out) * per_block;
-        transform_inputs(l, input + (size_t)b * l->inputs, first, count, v, scratch);
+        float *m = v + DN_WINO_POINTS * v_point;
+        float *scratch = m + DN_WINO_POINTS * m_point;
+        transform_inputs(l, input + (size_t)b * l->inputs, first, count, 0, in, v, v_point, scratch);
         for (int p = 0; p < DN_WINO_POINTS; ++p)
-            dn_gemm(0, 0, out, count, in, 1.0f, l->winograd_kernels + (size_t)p * out * in, in,
-                    v + (size_t)p * in * count, count, 0.0f, m + (size_t)p * out * count, count);
+            dn_gemm_packed(out, count, in, l->winograd_kernels + p * u_point, v + p * v_point,
+                           m + (size_t)p * out * count, count);
         float *act = (!raw && net->train) ? l->act_input + (size_t)b * l->outputs : NULL;
-        transform_outputs(l, m, first, count, l->output + (size_t)b * l->outputs, act, raw, scratch);
+        transform_outputs(l, m, first, count, 0, out, l->output + (size_t)b * l->outputs, act, raw, scratch);
     }
 }

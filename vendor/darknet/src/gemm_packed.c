@@ -1,0 +1,175 @@
+/*
+ * Packed single-precision GEMM for the convolution forward: C (m x n, row-major) = A B, with A
+ * (the weights, m x k) and B (columns or Winograd-transformed inputs, k x n) already laid out in
+ * the micro-kernel's panel order. The weights are packed once per weight change and cached on
+ * the layer; B is written in panel order by whoever produces it (im2col, the Winograd input
+ * transform), so no call copies its operands the way a BLAS sgemm must (OpenBLAS's packing took
+ * a fifth of yolov4-tiny's forward).
+ *
+ * Panels (DN_GEMM_MR, DN_GEMM_NR in internal.h):
+ *   A: panel i holds rows i*MR .. i*MR + MR - 1, for each p in 0..k-1 the MR values A[row][p]
+ *      (rows past m are 0); it starts at float i * MR * k.
+ *   B: panel j holds columns j*NR .. j*NR + NR - 1, for each p the NR values B[p][column]
+ *      (columns past n are 0); it starts at float j * NR * k.
+ * The micro-kernel keeps an MR x NR block of C in registers over a depth of up to DN_GEMM_KC.
+ * On x86-64 with AVX2 and FMA (checked at run time) it is written with intrinsics; elsewhere a
+ * plain C kernel with the same layout and the same order of additions per output runs.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define DN_GEMM_X86 1
+#endif
+
+#define DN_GEMM_KC 256 /* depth of one pass: a B panel (KC x NR floats, 16 KiB) stays in L1 */
+#define DN_GEMM_MC 120 /* rows of one pass (a multiple of MR): the A block (MC x KC, 120 KiB) stays in L2 */
+
+size_t dn_packed_a_floats(int m, int k) { return (size_t)((m + DN_GEMM_MR - 1) / DN_GEMM_MR) * DN_GEMM_MR * k; }
+size_t dn_packed_b_floats(int k, int n) { return (size_t)((n + DN_GEMM_NR - 1) / DN_GEMM_NR) * DN_GEMM_NR * k; }
+
+void dn_pack_a(const float *a, int lda, int m, int k, float *packed)
+{
+    for (int i0 = 0; i0 < m; i0 += DN_GEMM_MR) {
+        float *panel = packed + (size_t)i0 * k;
+        const int rows = m - i0 < DN_GEMM_MR ? m - i0 : DN_GEMM_MR;
+        for (int p = 0; p < k; ++p)
+            for (int r = 0; r < DN_GEMM_MR; ++r)
+                panel[(size_t)p * DN_GEMM_MR + r] = r < rows ? a[(size_t)(i0 + r) * lda + p] : 0.0f;
+    }
+}
+
+void dn_pack_b(const float *b, int ldb, int k, int n, float *packed)
+{
+    for (int j0 = 0; j0 < n; j0 += DN_GEMM_NR) {
+        float *panel = packed + (size_t)j0 * k;
+        const int cols = n - j0 < DN_GEMM_NR ? n - j0 : DN_GEMM_NR;
+        for (int p = 0; p < k; ++p) {
+            float *dst = panel + (size_t)p * DN_GEMM_NR;
+            memcpy(dst, b + (size_t)p * ldb + j0, sizeof(float) * (size_t)cols);
+            for (int c = cols; c < DN_GEMM_NR; ++c) dst[c] = 0.0f;
+        }
+    }
+}
+
+/* The MR x NR block of C at c (rows x cols of it inside C) = (accumulate ? c : 0) + a b over depth k. */
+typedef void (*dn_micro_kernel)(int k, const float *restrict a, const float *restrict b, float *restrict c, int ldc,
+                                int accumulate, int rows, int cols);
+
+/* Write a full MR x NR block from `block` into C, or the rows x cols part of it. */
+static void store_block(const float *block, float *c, int ldc, int accumulate, int rows, int cols)
+{
+    for (int r = 0; r < rows; ++r) {
+        float *row = c + (size_t)r * ldc;
+        const float *src = block + r * DN_GEMM_NR;
+        if (accumulate)
+            for (int j = 0; j < cols; ++j) row[j] += src[j];
+        else
+            memcpy(row, src, sizeof(float) * (size_t)cols);
+    }
+}
+
+static void kernel_portable(int k, const float *restrict a, const float *restrict b, float *restrict c, int ldc,
+                            int accumulate, int rows, int cols)
+{
+    float block[DN_GEMM_MR * DN_GEMM_NR] = {0};
+    for (int p = 0; p < k; ++p) {
+        const float *bp = b + (size_t)p * DN_GEMM_NR;
+        for (int r = 0; r < DN_GEMM_MR; ++r) {
+            const float av = a[(size_t)p * DN_GEMM_MR + r];
+            for (int j = 0; j < DN_GEMM_NR; ++j) block[r * DN_GEMM_NR + j] += av * bp[j];
+        }
+    }
+    store_block(block, c, ldc, accumulate, rows, cols);
+}
+
+#ifdef DN_GEMM_X86
+/* 12 of the 16 ymm registers hold the 6 x 16 block; per step two loads of B, six broadcasts of A. */
+__attribute__((target("avx2,fma"))) static void kernel_avx2(int k, const float *restrict a, const float *restrict b,
+                                                             float *restrict c, int ldc, int accumulate, int rows,
+                                                             int cols)
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int p = 0; p < k; ++p) {
+        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+        __m256 av = _mm256_broadcast_ss(a);
+        c00 = _mm256_fmadd_ps(av, b0, c00);
+        c01 = _mm256_fmadd_ps(av, b1, c01);
+        av = _mm256_broadcast_ss(a + 1);
+        c10 = _mm256_fmadd_ps(av, b0, c10);
+        c11 = _mm256_fmadd_ps(av, b1, c11);
+        av = _mm256_broadcast_ss(a + 2);
+        c20 = _mm256_fmadd_ps(av, b0, c20);
+        c21 = _mm256_fmadd_ps(av, b1, c21);
+        av = _mm256_broadcast_ss(a + 3);
+        c30 = _mm256_fmadd_ps(av, b0, c30);
+        c31 = _mm256_fmadd_ps(av, b1, c31);
+        av = _mm256_broadcast_ss(a + 4);
+        c40 = _mm256_fmadd_ps(av, b0, c40);
+        c41 = _mm256_fmadd_ps(av, b1, c41);
+        av = _mm256_broadcast_ss(a + 5);
+        c50 = _mm256_fmadd_ps(av, b0, c50);
+        c51 = _mm256_fmadd_ps(av, b1, c51);
+        a += DN_GEMM_MR;
+        b += DN_GEMM_NR;
+    }
+    if (rows == DN_GEMM_MR && cols == DN_GEMM_NR) {
+        const __m256 acc[DN_GEMM_MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+        for (int r = 0; r < DN_GEMM_MR; ++r) {
+            float *row = c + (size_t)r * ldc;
+            __m256 lo = acc[r][0], hi = acc[r][1];
+            if (accumulate) {
+                lo = _mm256_add_ps(lo, _mm256_loadu_ps(row));
+                hi = _mm256_add_ps(hi, _mm256_loadu_ps(row + 8));
+            }
+            _mm256_storeu_ps(row, lo);
+            _mm256_storeu_ps(row + 8, hi);
+        }
+        return;
+    }
+    float block[DN_GEMM_MR * DN_GEMM_NR];
+    const __m256 acc[DN_GEMM_MR * 2] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+    for (int i = 0; i < DN_GEMM_MR * 2; ++i) _mm256_storeu_ps(block + 8 * i, acc[i]);
+    store_block(block, c, ldc, accumulate, rows, cols);
+}
+#endif
+
+static dn_micro_kernel micro_kernel(void)
+{
+#ifdef DN_GEMM_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return kernel_avx2;
+#endif
+    return kernel_portable;
+}
+
+const char *dn_gemm_packed_kernel_name(void)
+{
+#ifdef DN_GEMM_X86
+    if (micro_kernel() == kernel_avx2) return "avx2";
+#endif
+    return "portable";
+}
+
+void dn_gemm_packed(int m, int n, int k, const float *a, const float *b, float *c, int ldc)
+{
+    const dn_micro_kernel kernel = micro_kernel();
+    for (int pc = 0; pc < k; pc += DN_GEMM_KC) {
+        const int kc = k - pc < DN_GEMM_KC ? k - pc : DN_GEMM_KC;
+        for (int ic = 0; ic < m; ic += DN_GEMM_MC) {
+            const int mc = m - ic < DN_GEMM_MC ? m - ic : DN_GEMM_MC;
+            for (int jr = 0; jr < n; jr += DN_GEMM_NR) {
+                const float *bp = b + (size_t)jr * k + (size_t)pc * DN_GEMM_NR;
+                const int cols = n - jr < DN_GEMM_NR ? n - jr : DN_GEMM_NR;
+                for (int ir = ic; ir < ic + mc; ir += DN_GEMM_MR) {
+                    const float *ap = a + (size_t)ir * k + (size_t)pc * DN_GEMM_MR;
+                    const int rows = m - ir < DN_GEMM_MR ? m - ir : DN_GEMM_MR;
+                    kernel(kc, ap, bp, c + (size_t)ir * ldc + jr, ldc, pc > 0, rows, cols);
+                }
+            }
+        }
+    }
+}
