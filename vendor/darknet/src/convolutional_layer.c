@@ -130,11 +130,19 @@ static int tile_columns(const dn_layer *l, int threads)
     return cols > spatial ? (int)spatial : (int)cols;
 }
 
+/* Floats of one thread's forward tile: its columns in panels, or for 1x1 layers (which read the
+ * input in place) the last partial panel. */
+static size_t forward_tile_floats(const dn_layer *l, int threads)
+{
+    const int k = (l->c / l->groups) * l->size * l->size;
+    return dn_packed_b_floats(k, is_pointwise(l) ? DN_GEMM_NR : tile_columns(l, threads));
+}
+
 size_t dn_convolutional_workspace(const dn_layer *l, int threads)
 {
     const int k = (l->c / l->groups) * l->size * l->size;
     const size_t whole = is_pointwise(l) ? 0 : (size_t)k * l->out_h * l->out_w; /* backward: one image's columns */
-    const size_t tiles = (size_t)threads * dn_packed_b_floats(k, tile_columns(l, threads)); /* forward */
+    const size_t tiles = (size_t)threads * forward_tile_floats(l, threads);
     const size_t winograd = dn_winograd_workspace(l, threads);
     const size_t most = whole > tiles ? whole : tiles;
     return most > winograd ? most : winograd;
@@ -203,12 +211,14 @@ void dn_convolutional_forward(dn_layer *l, struct dn_network *net, const float *
         const int count = spatial - first < cols ? spatial - first : cols;
         const float *im = input + (size_t)b * l->inputs + g * in_group;
         float *out = l->output + (size_t)b * l->outputs + (size_t)g * m * spatial + first;
-        float *columns = net->workspace + (size_t)dn_thread_index() * dn_packed_b_floats(k, cols);
-        if (is_pointwise(l))
-            dn_pack_b(im + first, spatial, k, count, columns);
-        else
+        float *columns = net->workspace + (size_t)dn_thread_index() * forward_tile_floats(l, threads);
+        const float *packed = l->packed_weights + g * dn_packed_a_floats(m, k);
+        if (is_pointwise(l)) { /* the input's rows are the GEMM's B */
+            dn_gemm_rows(m, count, k, packed, im + first, spatial, out, spatial, columns);
+        } else {
             dn_im2col_panels(im, l->c / l->groups, l->h, l->w, l->size, l->stride, l->pad, first, count, columns);
-        dn_gemm_packed(m, count, k, l->packed_weights + g * dn_packed_a_floats(m, k), columns, out, spatial);
+            dn_gemm_packed(m, count, k, packed, columns, out, spatial);
+        }
         if (batch_norm_train) continue; /* normalize_batch needs the whole batch's statistics */
         for (int j = 0; j < m; ++j) {
             const int f = g * m + j;

@@ -54,9 +54,10 @@ void dn_pack_b(const float *b, int ldb, int k, int n, float *packed)
     }
 }
 
-/* The MR x NR block of C at c (rows x cols of it inside C) = (accumulate ? c : 0) + a b over depth k. */
-typedef void (*dn_micro_kernel)(int k, const float *restrict a, const float *restrict b, float *restrict c, int ldc,
-                                int accumulate, int rows, int cols);
+/* The MR x NR block of C at c (rows x cols of it inside C) = (accumulate ? c : 0) + a b over depth k;
+ * b's NR values of depth p are at b + p * ldb (NR in a packed panel). */
+typedef void (*dn_micro_kernel)(int k, const float *restrict a, const float *restrict b, int ldb, float *restrict c,
+                                int ldc, int accumulate, int rows, int cols);
 
 /* Write a full MR x NR block from `block` into C, or the rows x cols part of it. */
 static void store_block(const float *block, float *c, int ldc, int accumulate, int rows, int cols)
@@ -71,12 +72,12 @@ static void store_block(const float *block, float *c, int ldc, int accumulate, i
     }
 }
 
-static void kernel_portable(int k, const float *restrict a, const float *restrict b, float *restrict c, int ldc,
-                            int accumulate, int rows, int cols)
+static void kernel_portable(int k, const float *restrict a, const float *restrict b, int ldb, float *restrict c,
+                            int ldc, int accumulate, int rows, int cols)
 {
     float block[DN_GEMM_MR * DN_GEMM_NR] = {0};
     for (int p = 0; p < k; ++p) {
-        const float *bp = b + (size_t)p * DN_GEMM_NR;
+        const float *bp = b + (size_t)p * ldb;
         for (int r = 0; r < DN_GEMM_MR; ++r) {
             const float av = a[(size_t)p * DN_GEMM_MR + r];
             for (int j = 0; j < DN_GEMM_NR; ++j) block[r * DN_GEMM_NR + j] += av * bp[j];
@@ -88,8 +89,8 @@ static void kernel_portable(int k, const float *restrict a, const float *restric
 #ifdef DN_GEMM_X86
 /* 12 of the 16 ymm registers hold the 6 x 16 block; per step two loads of B, six broadcasts of A. */
 __attribute__((target("avx2,fma"))) static void kernel_avx2(int k, const float *restrict a, const float *restrict b,
-                                                             float *restrict c, int ldc, int accumulate, int rows,
-                                                             int cols)
+                                                             int ldb, float *restrict c, int ldc, int accumulate,
+                                                             int rows, int cols)
 {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
@@ -114,7 +115,7 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(int k, const float *
         c50 = _mm256_fmadd_ps(av, b0, c50);
         c51 = _mm256_fmadd_ps(av, b1, c51);
         a += DN_GEMM_MR;
-        b += DN_GEMM_NR;
+        b += ldb;
     }
     if (rows == DN_GEMM_MR && cols == DN_GEMM_NR) {
         const __m256 acc[DN_GEMM_MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
@@ -154,7 +155,10 @@ const char *dn_gemm_packed_kernel_name(void)
     return "portable";
 }
 
-void dn_gemm_packed(int m, int n, int k, const float *a, const float *b, float *c, int ldc)
+/* The blocked loops over C; B's panel of columns jr.. starts at b + jr * column_step, its depth p
+ * at + p * ldb (packed: column_step k, ldb NR; plain rows: 1 and the row length). */
+static void gemm_blocks(int m, int n, int k, const float *a, const float *b, size_t column_step, int ldb, float *c,
+                        int ldc)
 {
     const dn_micro_kernel kernel = micro_kernel();
     for (int pc = 0; pc < k; pc += DN_GEMM_KC) {
@@ -162,14 +166,28 @@ void dn_gemm_packed(int m, int n, int k, const float *a, const float *b, float *
         for (int ic = 0; ic < m; ic += DN_GEMM_MC) {
             const int mc = m - ic < DN_GEMM_MC ? m - ic : DN_GEMM_MC;
             for (int jr = 0; jr < n; jr += DN_GEMM_NR) {
-                const float *bp = b + (size_t)jr * k + (size_t)pc * DN_GEMM_NR;
+                const float *bp = b + (size_t)jr * column_step + (size_t)pc * ldb;
                 const int cols = n - jr < DN_GEMM_NR ? n - jr : DN_GEMM_NR;
                 for (int ir = ic; ir < ic + mc; ir += DN_GEMM_MR) {
                     const float *ap = a + (size_t)ir * k + (size_t)pc * DN_GEMM_MR;
                     const int rows = m - ir < DN_GEMM_MR ? m - ir : DN_GEMM_MR;
-                    kernel(kc, ap, bp, c + (size_t)ir * ldc + jr, ldc, pc > 0, rows, cols);
+                    kernel(kc, ap, bp, ldb, c + (size_t)ir * ldc + jr, ldc, pc > 0, rows, cols);
                 }
             }
         }
     }
+}
+
+void dn_gemm_packed(int m, int n, int k, const float *a, const float *b, float *c, int ldc)
+{
+    gemm_blocks(m, n, k, a, b, (size_t)k, DN_GEMM_NR, c, ldc);
+}
+
+void dn_gemm_rows(int m, int n, int k, const float *a, const float *b, int ldb, float *c, int ldc, float *tail)
+{
+    const int whole = n / DN_GEMM_NR * DN_GEMM_NR;
+    if (whole) gemm_blocks(m, whole, k, a, b, 1, ldb, c, ldc);
+    if (whole == n) return;
+    dn_pack_b(b + whole, ldb, k, n - whole, tail);
+    gemm_blocks(m, n - whole, k, a, tail, (size_t)k, DN_GEMM_NR, c + whole, ldc);
 }

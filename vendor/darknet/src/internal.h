@@ -340,6 +340,9 @@ void dn_pack_a(const float *a, int lda, int m, int k, float *packed);
 void dn_pack_b(const float *b, int ldb, int k, int n, float *packed);
 /* C (m x n, row-major, ldc) = A B: its rows and columns past m and n are not touched. */
 void dn_gemm_packed(int m, int n, int k, const float *a, const float *b, float *c, int ldc);
+/* The same with B as plain rows (k x n, ldb apart), read in place; only a last partial panel of
+ * columns is packed, into `tail` (k x NR floats). Each value is the same sum as with packed B. */
+void dn_gemm_rows(int m, int n, int k, const float *a, const float *b, int ldb, float *c, int ldc, float *tail);
 /* "avx2" or "portable": the micro-kernel this CPU runs. */
 const char *dn_gemm_packed_kernel_name(void);
 

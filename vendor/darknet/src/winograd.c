@@ -94,34 +94,45 @@ size_t dn_winograd_workspace(const dn_layer *l, int threads)
     return (size_t)threads * thread_floats(l, threads);
 }
 
+/* G applied to three values (a column, or a row, of a 3x3 kernel): six. */
+#define DN_WINO_G(x0, x1, x2, y0, y1, y2, y3, y4, y5)                   \
+    do {                                                                \
+        const float outer = -((x0) + (x2)) * (1.0f / 6), mid = (x1) * (1.0f / 6); \
+        const float ends = (x0) * (1.0f / 24) + (x2) * (1.0f / 6), half_mid = (x1) * (1.0f / 12); \
+        y0 = (x0) * 0.25f;                                              \
+        y1 = outer - mid;                                               \
+        y2 = outer + mid;                                               \
+        y3 = ends + half_mid;                                           \
+        y4 = ends - half_mid;                                           \
+        y5 = (x2);                                                      \
+    } while (0)
+
 /* U = G g G^T for every (filter, channel): 36 matrices filters x channels, each in
- * dn_gemm_packed's A panels (the padding rows of the last panel stay 0 from the calloc). In
- * double: G's sixths and twenty-fourths are not exact in float. */
-static void transform_kernels(dn_layer *l, int threads)
+ * dn_gemm_packed's A panels (the padding rows of the last panel stay 0 from the calloc). It runs
+ * after every weight change, so once per training step: G's zeros are left out. */
+DN_HOT static void transform_kernel_rows(const dn_layer *l, int o, size_t point)
 {
-    static const double G[DN_WINO_IN][3] = {{1.0 / 4, 0, 0},
-                                            {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                            {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                            {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                            {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                                            {0, 0, 1}};
-    const int out = l->filters, in = l->c;
-    const size_t point = dn_packed_a_floats(out, in);
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int o = 0; o < out; ++o) {
-        for (int c = 0; c < in; ++c) {
-            const float *g = l->weights + ((size_t)o * in + c) * 9;
-            double t[DN_WINO_IN][3]; /* G g */
-            for (int i = 0; i < DN_WINO_IN; ++i)
-                for (int j = 0; j < 3; ++j) t[i][j] = G[i][0] * g[j] + G[i][1] * g[3 + j] + G[i][2] * g[6 + j];
-            float *u = l->winograd_kernels + (size_t)(o / DN_GEMM_MR) * DN_GEMM_MR * in + (size_t)c * DN_GEMM_MR +
-                       o % DN_GEMM_MR;
-            for (int i = 0; i < DN_WINO_IN; ++i) /* (G g) G^T */
-                for (int j = 0; j < DN_WINO_IN; ++j)
-                    u[(size_t)(i * DN_WINO_IN + j) * point] =
-                        (float)(t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
+    const int in = l->c;
+    float *u = l->winograd_kernels + (size_t)(o / DN_GEMM_MR) * DN_GEMM_MR * in + o % DN_GEMM_MR;
+    for (int c = 0; c < in; ++c) {
+        const float *g = l->weights + ((size_t)o * in + c) * 9;
+        float t[DN_WINO_IN][3]; /* G g */
+        for (int j = 0; j < 3; ++j)
+            DN_WINO_G(g[j], g[3 + j], g[6 + j], t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j]);
+        float *uc = u + (size_t)c * DN_GEMM_MR;
+        for (int i = 0; i < DN_WINO_IN; ++i) { /* (G g) G^T */
+            float r[DN_WINO_IN];
+            DN_WINO_G(t[i][0], t[i][1], t[i][2], r[0], r[1], r[2], r[3], r[4], r[5]);
+            for (int j = 0; j < DN_WINO_IN; ++j) uc[(size_t)(i * DN_WINO_IN + j) * point] = r[j];
         }
     }
+}
+
+static void transform_kernels(dn_layer *l, int threads)
+{
+    const size_t point = dn_packed_a_floats(l->filters, l->c);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int o = 0; o < l->filters; ++o) transform_kernel_rows(l, o, point);
     l->winograd_version = l->weights_version;
 }
 
