@@ -82,64 +82,46 @@ DN_HOT void dn_col2im_add(const float *col, int channels, int height, int width,
     }
 }
 
-/* Positions [q, q + len) of row `r` of a panel block of `rows` rows: from src, or 0 (src NULL). */
-static void put_run(float *panels, size_t rows, size_t r, int q, const float *src, int len)
-{
-    while (len > 0) {
-        const int lane = q % DN_GEMM_NR, piece = DN_GEMM_NR - lane < len ? DN_GEMM_NR - lane : len;
-        float *dst = panels + (size_t)(q / DN_GEMM_NR) * DN_GEMM_NR * rows + r * DN_GEMM_NR + lane;
-        if (src) {
-            memcpy(dst, src, sizeof(float) * (size_t)piece);
-            src += piece;
-        } else {
-            memset(dst, 0, sizeof(float) * (size_t)piece);
-        }
-        q += piece;
-        len -= piece;
-    }
-}
-
 DN_HOT void dn_im2col_panels(const float *im, int channels, int height, int width, int ksize, int stride, int pad,
-                      int first, int count, float *panels)
+                             int first, int count, float *panels)
 {
     const int out_w = (width + 2 * pad - ksize) / stride + 1;
     const int end = first + count;
     const size_t rows = (size_t)channels * ksize * ksize;
-    float gathered[DN_GEMM_NR]; /* a strided run, gathered a piece at a time */
     for (int ch = 0; ch < channels; ++ch) {
         const float *src = im + (size_t)ch * height * width;
         for (int ky = 0; ky < ksize; ++ky) {
             for (int kx = 0; kx < ksize; ++kx) {
                 const size_t r = ((size_t)ch * ksize + ky) * ksize + kx;
-                /* one output row (a run of positions with the same oy) at a time */
+                /* output columns whose input column ox * stride - pad + kx is inside [0, width) */
+                const int lo = pad - kx > 0 ? (pad - kx + stride - 1) / stride : 0;
+                const int hi = width - 1 + pad - kx >= 0 ? (width - 1 + pad - kx) / stride + 1 : 0;
+                /* one output row (a run of positions with the same oy) at a time, in pieces that
+                 * stay within one panel */
                 for (int p = first; p < end;) {
                     const int oy = p / out_w, ox0 = p % out_w;
                     const int ox1 = (end - p < out_w - ox0) ? ox0 + (end - p) : out_w;
-                    const int q = p - first;
                     const int iy = oy * stride - pad + ky;
-                    if (iy < 0 || iy >= height) {
-                        put_run(panels, rows, r, q, NULL, ox1 - ox0);
-                    } else if (stride == 1) {
-                        /* input columns ox - pad + kx inside [0, width): a contiguous run */
-                        const float *in_row = src + (size_t)iy * width;
-                        int lo = pad - kx > ox0 ? pad - kx : ox0;
-                        int hi = width + pad - kx < ox1 ? width + pad - kx : ox1;
-                        if (lo > ox1) lo = ox1;
-                        if (hi < lo) hi = lo;
-                        put_run(panels, rows, r, q, NULL, lo - ox0);
-                        put_run(panels, rows, r, q + (lo - ox0), in_row + lo - pad + kx, hi - lo);
-                        put_run(panels, rows, r, q + (hi - ox0), NULL, ox1 - hi);
-                    } else {
-                        const float *in_row = src + (size_t)iy * width;
-                        for (int ox = ox0; ox < ox1;) {
-                            const int piece = ox1 - ox < DN_GEMM_NR ? ox1 - ox : DN_GEMM_NR;
+                    const float *in_row = iy >= 0 && iy < height ? src + (size_t)iy * width : NULL;
+                    for (int ox = ox0; ox < ox1;) {
+                        const int q = p - first + (ox - ox0), lane = q % DN_GEMM_NR;
+                        const int piece = DN_GEMM_NR - lane < ox1 - ox ? DN_GEMM_NR - lane : ox1 - ox;
+                        float *restrict dst = panels + (size_t)(q / DN_GEMM_NR) * DN_GEMM_NR * rows + r * DN_GEMM_NR + lane;
+                        if (!in_row) {
+                            for (int j = 0; j < piece; ++j) dst[j] = 0.0f;
+                        } else if (ox >= lo && ox + piece <= hi) { /* all inside */
+                            const float *restrict at = in_row + ox * stride - pad + kx;
+                            if (stride == 1)
+                                for (int j = 0; j < piece; ++j) dst[j] = at[j];
+                            else
+                                for (int j = 0; j < piece; ++j) dst[j] = at[j * stride];
+                        } else {
                             for (int j = 0; j < piece; ++j) {
                                 const int ix = (ox + j) * stride - pad + kx;
-                                gathered[j] = (ix >= 0 && ix < width) ? in_row[ix] : 0;
+                                dst[j] = ix >= 0 && ix < width ? in_row[ix] : 0.0f;
                             }
-                            put_run(panels, rows, r, q + (ox - ox0), gathered, piece);
-                            ox += piece;
                         }
+                        ox += piece;
                     }
                     p += ox1 - ox0;
                 }
@@ -147,6 +129,8 @@ DN_HOT void dn_im2col_panels(const float *im, int channels, int height, int widt
         }
     }
     const int tail = count % DN_GEMM_NR; /* the last panel's columns past count */
-    if (tail)
-        for (size_t r = 0; r < rows; ++r) put_run(panels, rows, r, count, NULL, DN_GEMM_NR - tail);
+    if (tail) {
+        float *last = panels + (size_t)(count / DN_GEMM_NR) * DN_GEMM_NR * rows;
+        for (size_t r = 0; r < rows; ++r) memset(last + r * DN_GEMM_NR + tail, 0, sizeof(float) * (DN_GEMM_NR - tail));
+    }
 }
