@@ -22,7 +22,6 @@
 #define DN_WINO_OUT 4                             /* outputs per tile side */
 #define DN_WINO_IN 6                              /* inputs per tile side: OUT + 3 - 1 */
 #define DN_WINO_POINTS (DN_WINO_IN * DN_WINO_IN)  /* 6x6 transformed values per tile */
-#define DN_WINO_PHASES 4                          /* input columns 4k - 1 + r, r < 4: one tile apart */
 #define DN_WINO_BLOCK_FLOATS ((size_t)1024 * 1024) /* V and M of one block: 4 MiB, within L2 + L3 */
 /* below this many channels the GEMMs are too thin to pay for the transforms (CFLAGS=-D... can
  * move it, to time the im2col path on the same layers) */
@@ -68,23 +67,26 @@ static size_t block_floats(const dn_layer *l, int per_block)
 }
 
 /*
- * The transforms work on a row of tiles at a time, with the tiles as the inner (vectorised)
- * loop. Tile tx of a row reads padded columns 4tx - 1 .. 4tx + 4; split into four phases
- * (phase r holds columns 4k - 1 + r) those are phases 0-3 at k = tx and phases 0-1 at tx + 1:
- * contiguous in tx. Scratch per thread: the 6 input rows' phases and their B^T combinations
- * (2 x 24 rows of tiles_x + 1 floats; the output transform's 16 rows fit in them).
+ * Scratch per thread. The input transform copies one channel at a time into a zero-bordered
+ * plane covering every tile's 6x6 patch ((4 tiles_y + 2) x (4 tiles_x + 2) floats), so that each
+ * tile reads its patch at one offset with no bounds checks, and keeps those offsets (one int per
+ * tile of the block, rounded up to whole panels). The output transform needs 16 rows of
+ * tiles_x + 1 floats.
  */
-#define DN_WINO_ROWS (2 * DN_WINO_IN * DN_WINO_PHASES)
-static size_t scratch_floats(const dn_layer *l)
+static int padded_width(const dn_layer *l) { return DN_WINO_OUT * tiles_across(l) + 2; }
+static int padded_height(const dn_layer *l) { return DN_WINO_OUT * ((l->out_h + DN_WINO_OUT - 1) / DN_WINO_OUT) + 2; }
+static size_t scratch_floats(const dn_layer *l, int per_block)
 {
-    return (size_t)DN_WINO_ROWS * (tiles_across(l) + 1);
+    const size_t inputs = (size_t)padded_width(l) * padded_height(l) + dn_packed_b_floats(1, per_block);
+    const size_t outputs = (size_t)DN_WINO_OUT * DN_WINO_OUT * (tiles_across(l) + 1);
+    return inputs > outputs ? inputs : outputs;
 }
 
 /* Per thread in the block-per-thread schedule: V and M of a block, then the scratch. */
 static size_t thread_floats(const dn_layer *l, int threads)
 {
     const int per_block = block_tiles(l, threads);
-    return block_floats(l, per_block) + scratch_floats(l);
+    return block_floats(l, per_block) + scratch_floats(l, per_block);
 }
 
 size_t dn_winograd_workspace(const dn_layer *l, int threads)
@@ -147,37 +149,6 @@ int dn_winograd_prepare(dn_layer *l, int threads)
     return 1;
 }
 
-/* Columns 4k - 1 + r of `row` into phase[r][k] for k in [k0, k1], 0 outside [0, w) (row NULL: all 0).
- * Inlined: it is compiled as part of each of transform_inputs' clones. */
-__attribute__((always_inline)) static inline void split_row(const float *row, int w, int k0, int k1, float *const phase[DN_WINO_PHASES])
-{
-    if (!row) {
-        for (int r = 0; r < DN_WINO_PHASES; ++r) memset(phase[r] + k0, 0, sizeof(float) * (size_t)(k1 - k0 + 1));
-        return;
-    }
-    /* k with all four columns inside: 4k - 1 >= 0 and 4k + 2 <= w - 1 */
-    const int lo = k0 > 1 ? k0 : 1;
-    const int inside_hi = w >= 3 ? (w - 3) / DN_WINO_PHASES : 0;
-    const int hi = k1 < inside_hi ? k1 : inside_hi;
-    for (int k = k0; k <= k1; ++k) {
-        if (k == lo && lo <= hi) k = hi + 1; /* the interior goes below */
-        if (k > k1) break;
-        for (int r = 0; r < DN_WINO_PHASES; ++r) {
-            const int x = DN_WINO_PHASES * k - 1 + r;
-            phase[r][k] = x >= 0 && x < w ? row[x] : 0.0f;
-        }
-    }
-    float *restrict p0 = phase[0], *restrict p1 = phase[1], *restrict p2 = phase[2], *restrict p3 = phase[3];
-#pragma omp simd
-    for (int k = lo; k <= hi; ++k) {
-        const float *x = row + DN_WINO_PHASES * k - 1;
-        p0[k] = x[0];
-        p1[k] = x[1];
-        p2[k] = x[2];
-        p3[k] = x[3];
-    }
-}
-
 /* B^T applied to six vectors (rows, or columns, of a 6x6 patch): x[i][k] -> y[i][k]. */
 #define DN_WINO_BT(x0, x1, x2, x3, x4, x5, y0, y1, y2, y3, y4, y5) \
     do {                                                           \
@@ -190,61 +161,97 @@ __attribute__((always_inline)) static inline void split_row(const float *row, in
     } while (0)
 
 /* V for tiles [first, first + count) of one image and channels [c0, c1), p = 6 * row + column
- * of the 6x6: point p is a c x count matrix in dn_gemm_packed's B panels, v_point floats apart. */
-DN_HOT static void transform_inputs(const dn_layer *l, const float *im, int first, int count, int c0, int c1, float *v,
-                             size_t v_point, float *scratch)
+ * of the 6x6: point p is a c x count matrix in dn_gemm_packed's B panels, v_point floats apart.
+ * The tiles of a panel are the vector lanes (the patch reads become gathers). */
+DN_HOT static void transform_inputs(const dn_layer *l, const float *im, int first, int count, int c0, int c1,
+                                    float *v, size_t v_point, float *scratch)
 {
-    const int h = l->h, w = l->w, tiles_x = tiles_across(l), stride = tiles_x + 1;
-    float *in_rows[DN_WINO_IN][DN_WINO_PHASES], *bt_rows[DN_WINO_IN][DN_WINO_PHASES];
-    for (int i = 0; i < DN_WINO_IN; ++i)
-        for (int r = 0; r < DN_WINO_PHASES; ++r) {
-            in_rows[i][r] = scratch + (size_t)(i * DN_WINO_PHASES + r) * stride;
-            bt_rows[i][r] = scratch + (size_t)((DN_WINO_IN + i) * DN_WINO_PHASES + r) * stride;
-        }
-    const int channels = l->c, end = first + count;
+    const int h = l->h, w = l->w, tiles_x = tiles_across(l);
+    const int pw = padded_width(l);
+    float *padded = scratch;
+    int *offsets = (int *)(scratch + (size_t)pw * padded_height(l)); /* after the plane's room */
+    const int lanes = (count + DN_GEMM_NR - 1) / DN_GEMM_NR * DN_GEMM_NR;
+    /* only the padded rows of this block's tile rows: input rows 4 ty0 - 1 .. 4 ty1 + 4 */
+    const int ty0 = first / tiles_x, ty1 = (first + count - 1) / tiles_x;
+    const int y0 = DN_WINO_OUT * ty0 - 1, rows = DN_WINO_OUT * (ty1 - ty0) + DN_WINO_IN;
+    for (int t = 0; t < lanes; ++t) { /* past count: tile 0 again, finite and never read back */
+        const int tile = first + (t < count ? t : 0);
+        offsets[t] = DN_WINO_OUT * (tile / tiles_x - ty0) * pw + DN_WINO_OUT * (tile % tiles_x);
+    }
+    const int channels = l->c;
+    for (int r = 0; r < rows; ++r) /* the rows outside the input stay 0 for every channel */
+        if (y0 + r < 0 || y0 + r >= h) memset(padded + (size_t)r * pw, 0, sizeof(float) * (size_t)pw);
     for (int c = c0; c < c1; ++c) {
         const float *plane = im + (size_t)c * h * w;
-        for (int t0 = first; t0 < end;) {
-            const int ty = t0 / tiles_x, tx0 = t0 % tiles_x;
-            const int tx1 = end - t0 < tiles_x - tx0 ? tx0 + (end - t0) : tiles_x;
-            for (int i = 0; i < DN_WINO_IN; ++i) {
-                const int y = DN_WINO_OUT * ty - 1 + i;
-                split_row(y >= 0 && y < h ? plane + (size_t)y * w : NULL, w, tx0, tx1, in_rows[i]);
-            }
-            for (int r = 0; r < DN_WINO_PHASES; ++r) { /* B^T d: across the rows */
-                const float *restrict d0 = in_rows[0][r], *restrict d1 = in_rows[1][r], *restrict d2 = in_rows[2][r];
-                const float *restrict d3 = in_rows[3][r], *restrict d4 = in_rows[4][r], *restrict d5 = in_rows[5][r];
-                float *restrict e0 = bt_rows[0][r], *restrict e1 = bt_rows[1][r], *restrict e2 = bt_rows[2][r];
-                float *restrict e3 = bt_rows[3][r], *restrict e4 = bt_rows[4][r], *restrict e5 = bt_rows[5][r];
-#pragma omp simd
-                for (int k = tx0; k <= tx1; ++k)
-                    DN_WINO_BT(d0[k], d1[k], d2[k], d3[k], d4[k], d5[k], e0[k], e1[k], e2[k], e3[k], e4[k], e5[k]);
-            }
-            /* (B^T d) B: across the columns, straight into V's panels, a run within one panel at a time */
-            for (int k0 = tx0; k0 < tx1;) {
-                const int t = t0 - first + (k0 - tx0), lane = t % DN_GEMM_NR;
-                const int k1 = k0 + (DN_GEMM_NR - lane) < tx1 ? k0 + (DN_GEMM_NR - lane) : tx1;
-                float *dst = v + (size_t)(t - lane) * channels + (size_t)c * DN_GEMM_NR + lane - k0;
-                for (int i = 0; i < DN_WINO_IN; ++i) {
-                    const float *restrict q0 = bt_rows[i][0], *restrict q1 = bt_rows[i][1];
-                    const float *restrict q2 = bt_rows[i][2], *restrict q3 = bt_rows[i][3];
-                    float *restrict v0 = dst + (size_t)(DN_WINO_IN * i) * v_point, *restrict v1 = v0 + v_point;
-                    float *restrict v2 = v1 + v_point, *restrict v3 = v2 + v_point, *restrict v4 = v3 + v_point;
-                    float *restrict v5 = v4 + v_point;
-#pragma omp simd
-                    for (int k = k0; k < k1; ++k)
-                        DN_WINO_BT(q0[k], q1[k], q2[k], q3[k], q0[k + 1], q1[k + 1], v0[k], v1[k], v2[k], v3[k],
-                                   v4[k], v5[k]);
-                }
-                k0 = k1;
-            }
-            t0 += tx1 - tx0;
+        for (int r = 0; r < rows; ++r) {
+            const int y = y0 + r;
+            if (y < 0 || y >= h) continue;
+            float *row = padded + (size_t)r * pw;
+            row[0] = 0.0f;
+            memcpy(row + 1, plane + (size_t)y * w, sizeof(float) * (size_t)w);
+            for (int x = w + 1; x < pw; ++x) row[x] = 0.0f;
         }
-        const int tail = count % DN_GEMM_NR; /* the last panel's lanes past count: 0 */
-        if (tail)
-            for (int p = 0; p < DN_WINO_POINTS; ++p)
-                memset(v + p * v_point + (size_t)(count - tail) * channels + (size_t)c * DN_GEMM_NR + tail, 0,
-                       sizeof(float) * (size_t)(DN_GEMM_NR - tail));
+        for (int t = 0; t < lanes; t += DN_GEMM_NR) {
+            float *restrict dst = v + (size_t)t * channels + (size_t)c * DN_GEMM_NR;
+            const int *restrict at = offsets + t;
+#pragma omp simd
+            for (int q = 0; q < DN_GEMM_NR; ++q) {
+                /* straight-line code (no inner loops, no arrays), so that the loop over q vectorises */
+                const int o = at[q];
+#define D(i, j) padded[o + (i) * pw + (j)]
+                float e00, e01, e02, e03, e04, e05, e10, e11, e12, e13, e14, e15, e20, e21, e22, e23, e24, e25, e30, e31, e32, e33, e34, e35, e40, e41, e42, e43, e44, e45, e50, e51, e52, e53, e54, e55;
+                DN_WINO_BT(D(0, 0), D(1, 0), D(2, 0), D(3, 0), D(4, 0), D(5, 0), e00, e10, e20, e30, e40, e50);
+                DN_WINO_BT(D(0, 1), D(1, 1), D(2, 1), D(3, 1), D(4, 1), D(5, 1), e01, e11, e21, e31, e41, e51);
+                DN_WINO_BT(D(0, 2), D(1, 2), D(2, 2), D(3, 2), D(4, 2), D(5, 2), e02, e12, e22, e32, e42, e52);
+                DN_WINO_BT(D(0, 3), D(1, 3), D(2, 3), D(3, 3), D(4, 3), D(5, 3), e03, e13, e23, e33, e43, e53);
+                DN_WINO_BT(D(0, 4), D(1, 4), D(2, 4), D(3, 4), D(4, 4), D(5, 4), e04, e14, e24, e34, e44, e54);
+                DN_WINO_BT(D(0, 5), D(1, 5), D(2, 5), D(3, 5), D(4, 5), D(5, 5), e05, e15, e25, e35, e45, e55);
+#undef D
+                float r0, r1, r2, r3, r4, r5;
+                DN_WINO_BT(e00, e01, e02, e03, e04, e05, r0, r1, r2, r3, r4, r5);
+                dst[(size_t)(0) * v_point + q] = r0;
+                dst[(size_t)(1) * v_point + q] = r1;
+                dst[(size_t)(2) * v_point + q] = r2;
+                dst[(size_t)(3) * v_point + q] = r3;
+                dst[(size_t)(4) * v_point + q] = r4;
+                dst[(size_t)(5) * v_point + q] = r5;
+                DN_WINO_BT(e10, e11, e12, e13, e14, e15, r0, r1, r2, r3, r4, r5);
+                dst[(size_t)(6) * v_point + q] = r0;
+                dst[(size_t)(7) * v_point + q] = r1;
+                dst[(size_t)(8) * v_point + q] = r2;
+                dst[(size_t)(9) * v_point + q] = r3;
+                dst[(size_t)(10) * v_point + q] = r4;
+                dst[(size_t)(11) * v_point + q] = r5;
+                DN_WINO_BT(e20, e21, e22, e23, e24, e25, r0, r1, r2, r3, r4, r5);
+                dst[(size_t)(12) * v_point + q] = r0;
+                dst[(size_t)(13) * v_point + q] = r1;
+                dst[(size_t)(14) * v_point + q] = r2;
+                dst[(size_t)(15) * v_point + q] = r3;
+                dst[(size_t)(16) * v_point + q] = r4;
+                dst[(size_t)(17) * v_point + q] = r5;
+                DN_WINO_BT(e30, e31, e32, e33, e34, e35, r0, r1, r2, r3, r4, r5);
+                dst[(size_t)(18) * v_point + q] = r0;
+                dst[(size_t)(19) * v_point + q] = r1;
+                dst[(size_t)(20) * v_point + q] = r2;
+                dst[(size_t)(21) * v_point + q] = r3;
+                dst[(size_t)(22) * v_point + q] = r4;
+                dst[(size_t)(23) * v_point + q] = r5;
+                DN_WINO_BT(e40, e41, e42, e43, e44, e45, r0, r1, r2, r3, r4, r5);
+                dst[(size_t)(24) * v_point + q] = r0;
+                dst[(size_t)(25) * v_point + q] = r1;
+                dst[(size_t)(26) * v_point + q] = r2;
+                dst[(size_t)(27) * v_point + q] = r3;
+                dst[(size_t)(28) * v_point + q] = r4;
+                dst[(size_t)(29) * v_point + q] = r5;
+                DN_WINO_BT(e50, e51, e52, e53, e54, e55, r0, r1, r2, r3, r4, r5);
+                dst[(size_t)(30) * v_point + q] = r0;
+                dst[(size_t)(31) * v_point + q] = r1;
+                dst[(size_t)(32) * v_point + q] = r2;
+                dst[(size_t)(33) * v_point + q] = r3;
+                dst[(size_t)(34) * v_point + q] = r4;
+                dst[(size_t)(35) * v_point + q] = r5;
+            }
+        }
     }
 }
 
@@ -333,7 +340,7 @@ static void forward_shared_blocks(dn_layer *l, struct dn_network *net, const flo
     const size_t u_point = dn_packed_a_floats(out, in);
     float *v = net->workspace, *m = v + DN_WINO_POINTS * v_point;
     float *scratch = m + DN_WINO_POINTS * m_point;
-    const size_t scratch_each = scratch_floats(l);
+    const size_t scratch_each = scratch_floats(l, per_block);
     for (int b = 0; b < n; ++b) {
         const float *im = input + (size_t)b * l->inputs;
         float *act = (!raw && net->train) ? l->act_input + (size_t)b * l->outputs : NULL;
