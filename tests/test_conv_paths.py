@@ -1,4 +1,4 @@
-"""The engine's convolution algorithms (im2col tiles, Winograd F(2x2, 3x3) for 3x3 stride-1
+"""The engine's convolution algorithms (im2col tiles, Winograd F(4x4, 3x3) for 3x3 stride-1
 layers) against darknet's formula evaluated directly in float64, and against each other, at
 sizes that leave partial tiles; with threads, batches and training-mode batch norm."""
 from __future__ import annotations
@@ -8,15 +8,15 @@ import pytest
 
 import darknet_py as dn
 
-# Winograd runs for 3x3 stride-1 pad-1 layers with >= 32 input and output channels and >= 64
-# output tiles of 2x2 (vendor/darknet/src/winograd.c); the others take the im2col path.
+# Winograd runs for 3x3 stride-1 pad-1 layers with >= 32 input and output channels and >= 16
+# output tiles of 4x4 (vendor/darknet/src/winograd.c); the others take the im2col path.
 SHAPES = [
     # (channels, filters, height, width, size, stride, batch_normalize, activation)
-    (32, 32, 17, 23, 3, 1, 1, "leaky"),     # Winograd, odd sides: partial 2x2 tiles
+    (32, 32, 17, 23, 3, 1, 1, "leaky"),     # Winograd, odd sides: partial 4x4 tiles
     (48, 40, 30, 30, 3, 1, 0, "mish"),      # Winograd, bias only
-    (32, 64, 16, 16, 3, 1, 1, "logistic"),  # Winograd, exactly 64 tiles
+    (32, 64, 16, 16, 3, 1, 1, "logistic"),  # Winograd, exactly 16 tiles
     (16, 32, 20, 20, 3, 1, 1, "leaky"),     # too few channels: im2col
-    (32, 32, 9, 9, 3, 1, 1, "swish"),       # too few tiles: im2col
+    (32, 32, 9, 9, 3, 1, 1, "swish"),       # too few tiles (9): im2col
     (24, 32, 21, 19, 3, 2, 1, "relu"),      # stride 2: im2col
     (32, 16, 12, 12, 1, 1, 0, "linear"),    # 1x1: GEMM on the input
 ]

@@ -138,29 +138,33 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(int k, const float *
 }
 #endif
 
-static dn_micro_kernel micro_kernel(void)
+static int cpu_has_avx2(void)
 {
 #ifdef DN_GEMM_X86
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return kernel_avx2;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
 #endif
-    return kernel_portable;
 }
 
-const char *dn_gemm_packed_kernel_name(void)
+/* The micro-kernel called `name` ("avx2", "portable"; NULL: the best this CPU runs), or NULL. */
+static dn_micro_kernel micro_kernel(const char *name)
 {
 #ifdef DN_GEMM_X86
-    if (micro_kernel() == kernel_avx2) return "avx2";
+    if ((!name || strcmp(name, "avx2") == 0) && cpu_has_avx2()) return kernel_avx2;
 #endif
-    return "portable";
+    if (!name || strcmp(name, "portable") == 0) return kernel_portable;
+    return NULL;
 }
+
+const char *dn_gemm_packed_kernel_name(void) { return cpu_has_avx2() ? "avx2" : "portable"; }
 
 /* The blocked loops over C; B's panel of columns jr.. starts at b + jr * column_step, its depth p
  * at + p * ldb (packed: column_step k, ldb NR; plain rows: 1 and the row length). */
-static void gemm_blocks(int m, int n, int k, const float *a, const float *b, size_t column_step, int ldb, float *c,
-                        int ldc)
+static void gemm_blocks(dn_micro_kernel kernel, int m, int n, int k, const float *a, const float *b,
+                        size_t column_step, int ldb, float *c, int ldc)
 {
-    const dn_micro_kernel kernel = micro_kernel();
     for (int pc = 0; pc < k; pc += DN_GEMM_KC) {
         const int kc = k - pc < DN_GEMM_KC ? k - pc : DN_GEMM_KC;
         for (int ic = 0; ic < m; ic += DN_GEMM_MC) {
@@ -180,14 +184,24 @@ static void gemm_blocks(int m, int n, int k, const float *a, const float *b, siz
 
 void dn_gemm_packed(int m, int n, int k, const float *a, const float *b, float *c, int ldc)
 {
-    gemm_blocks(m, n, k, a, b, (size_t)k, DN_GEMM_NR, c, ldc);
+    gemm_blocks(micro_kernel(NULL), m, n, k, a, b, (size_t)k, DN_GEMM_NR, c, ldc);
 }
 
 void dn_gemm_rows(int m, int n, int k, const float *a, const float *b, int ldb, float *c, int ldc, float *tail)
 {
+    const dn_micro_kernel kernel = micro_kernel(NULL);
     const int whole = n / DN_GEMM_NR * DN_GEMM_NR;
-    if (whole) gemm_blocks(m, whole, k, a, b, 1, ldb, c, ldc);
+    if (whole) gemm_blocks(kernel, m, whole, k, a, b, 1, ldb, c, ldc);
     if (whole == n) return;
     dn_pack_b(b + whole, ldb, k, n - whole, tail);
-    gemm_blocks(m, n - whole, k, a, tail, (size_t)k, DN_GEMM_NR, c + whole, ldc);
+    gemm_blocks(kernel, m, n - whole, k, a, tail, (size_t)k, DN_GEMM_NR, c + whole, ldc);
+}
+
+int dn_gemm_packed_with(const char *kernel_name, int m, int n, int k, const float *a, const float *b, float *c,
+                        int ldc)
+{
+    const dn_micro_kernel kernel = micro_kernel(kernel_name);
+    if (!kernel) return 0;
+    gemm_blocks(kernel, m, n, k, a, b, (size_t)k, DN_GEMM_NR, c, ldc);
+    return 1;
 }

@@ -345,6 +345,10 @@ void dn_gemm_packed(int m, int n, int k, const float *a, const float *b, float *
 void dn_gemm_rows(int m, int n, int k, const float *a, const float *b, int ldb, float *c, int ldc, float *tail);
 /* "avx2" or "portable": the micro-kernel this CPU runs. */
 const char *dn_gemm_packed_kernel_name(void);
+/* dn_gemm_packed with the micro-kernel of that name, for tests/test_gemm.c; 0 (nothing done) when
+ * this CPU or build has no such kernel. */
+int dn_gemm_packed_with(const char *kernel_name, int m, int n, int k, const float *a, const float *b, float *c,
+                        int ldc);
 
 /* im2col.c */
 void dn_im2col(const float *im, int channels, int height, int width, int ksize, int stride,

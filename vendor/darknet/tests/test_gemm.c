@@ -1,0 +1,66 @@
+/* The packed GEMM's micro-kernels (gemm_packed.c) against a double-precision product, at shapes
+ * with partial panels and more than one depth and row block; an internal test (internal.h). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static int passed, failed;
+
+static void check(int ok, const char *what, int m, int n, int k)
+{
+    if (ok) {
+        ++passed;
+    } else {
+        ++failed;
+        fprintf(stderr, "test_gemm: %s failed at m=%d n=%d k=%d\n", what, m, n, k);
+    }
+}
+
+static float uniform(unsigned *state)
+{
+    *state = *state * 1664525u + 1013904223u;
+    return (float)(*state >> 8) / (float)(1u << 24) - 0.5f;
+}
+
+static void test_shape(int m, int n, int k)
+{
+    unsigned state = (unsigned)(m * 131 + n * 17 + k);
+    float *a = malloc(sizeof(float) * m * k), *b = malloc(sizeof(float) * k * n);
+    float *pa = malloc(sizeof(float) * dn_packed_a_floats(m, k)), *pb = malloc(sizeof(float) * dn_packed_b_floats(k, n));
+    float *c = malloc(sizeof(float) * m * n), *rows = malloc(sizeof(float) * m * n);
+    float *tail = malloc(sizeof(float) * dn_packed_b_floats(k, DN_GEMM_NR));
+    for (int i = 0; i < m * k; ++i) a[i] = uniform(&state);
+    for (int i = 0; i < k * n; ++i) b[i] = uniform(&state);
+    dn_pack_a(a, k, m, k, pa);
+    dn_pack_b(b, n, k, n, pb);
+    const char *kernels[] = {"portable", "avx2"};
+    for (size_t kind = 0; kind < sizeof kernels / sizeof kernels[0]; ++kind) {
+        for (int i = 0; i < m * n; ++i) c[i] = NAN; /* every value must be written */
+        if (!dn_gemm_packed_with(kernels[kind], m, n, k, pa, pb, c, n)) continue; /* not on this CPU */
+        double worst = 0;
+        for (int i = 0; i < m; ++i)
+            for (int j = 0; j < n; ++j) {
+                double sum = 0;
+                for (int p = 0; p < k; ++p) sum += (double)a[i * k + p] * b[p * n + j];
+                const double error = fabs(sum - c[i * n + j]);
+                worst = error > worst || isnan(error) ? (isnan(error) ? INFINITY : error) : worst;
+            }
+        check(worst <= 1e-6 * k, kernels[kind], m, n, k);
+    }
+    /* plain rows of B give the very same sums as packed B (1x1 layers rely on it) */
+    dn_gemm_packed(m, n, k, pa, pb, c, n);
+    dn_gemm_rows(m, n, k, pa, b, n, rows, n, tail);
+    check(memcmp(c, rows, sizeof(float) * m * n) == 0, "rows == packed", m, n, k);
+    free(a), free(b), free(pa), free(pb), free(c), free(rows), free(tail);
+}
+
+int main(void)
+{
+    const int shapes[][3] = {{1, 1, 1}, {6, 16, 8}, {7, 17, 3}, {13, 50, 27}, {125, 33, 300}, {64, 129, 600}, {250, 20, 64}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; ++i) test_shape(shapes[i][0], shapes[i][1], shapes[i][2]);
+    printf("test_gemm (%s micro-kernel here): %d passed, %d failed\n", dn_gemm_packed_kernel_name(), passed, failed);
+    return failed ? 1 : 0;
+}
