@@ -144,3 +144,45 @@ def test_training_forward_batch_norm_uses_batch_statistics(tmp_path, shape):
     normalised = (raw - mean[:, None, None]) / np.sqrt(variance[:, None, None] + 1e-5)
     expected = ACTIVATIONS[activation](normalised * scales[:, None, None] + biases[:, None, None])
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4)
+
+
+def reference_gradients(x, weights, top, size):
+    """dL/dx and dL/dW of L = sum(top * conv(x, W)) (stride 1, pad size // 2), in float64."""
+    x, top = x.astype(np.float64), top.astype(np.float64)
+    n, c, h, w = x.shape
+    f = weights.shape[0]
+    pad = size // 2
+    kernel = weights.reshape(f, c, size, size).astype(np.float64)
+    padded = np.zeros((n, c, h + 2 * pad, w + 2 * pad))
+    padded[:, :, pad:pad + h, pad:pad + w] = x
+    input_grad = np.zeros_like(padded)
+    weights_grad = np.zeros_like(kernel)
+    out_h, out_w = top.shape[2:]
+    for ky in range(size):
+        for kx in range(size):
+            weights_grad[:, :, ky, kx] = np.einsum("nfhw,nchw->fc", top, padded[:, :, ky:ky + out_h, kx:kx + out_w])
+            input_grad[:, :, ky:ky + out_h, kx:kx + out_w] += np.einsum("nfhw,fc->nchw", top, kernel[:, :, ky, kx])
+    return input_grad[:, :, pad:pad + h, pad:pad + w], weights_grad.reshape(weights.shape)
+
+
+@pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[1], SHAPES[2], SHAPES[3]],
+                         ids=["winograd-odd", "winograd", "winograd-16-tiles", "im2col"])
+@pytest.mark.parametrize("threads,batch", [(1, 3), (2, 3), (2, 1)])
+def test_backward_matches_float64(tmp_path, shape, threads, batch):
+    """The gradients to the input (Winograd with turned kernels on 3x3 stride-1 layers, else
+    col2im) and to the weights, against the exact adjoint in float64; batches below the thread
+    count take the split GEMMs."""
+    channels, filters, height, width, size, stride, _, _ = shape
+    cfg = write_conv_cfg(tmp_path / "conv.cfg", channels, filters, height, width, size, stride, 0, "linear")
+    rng = np.random.default_rng(13)
+    x = rng.normal(0, 1, (batch, channels, height, width)).astype(np.float32)
+    with dn.Network(cfg, batch=batch, seed=4, threads=threads) as net:
+        top = rng.normal(0, 1, (batch,) + net.layers[0].output_shape).astype(np.float32)
+        net.zero_grad()
+        net.forward_train(x)
+        input_grad = net.backward(top)
+        weights_grad = net.get_parameter(0, "weights_grad")
+        expected_input, expected_weights = reference_gradients(x, net.get_parameter(0, "weights"), top, size)
+    # F(4x4, 3x3) rounds to about 1e-5 of the values' size (here up to ~3, summed over 64 channels)
+    np.testing.assert_allclose(input_grad, expected_input, rtol=1e-5, atol=5e-5)
+    np.testing.assert_allclose(weights_grad, expected_weights, rtol=1e-5, atol=1e-4)

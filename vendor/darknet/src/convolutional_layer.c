@@ -402,15 +402,11 @@ static void backward_by_image(dn_layer *l, struct dn_network *net, const float *
     }
 }
 
+static void backward_split(dn_layer *l, struct dn_network *net, const float *input, float *input_delta, int n);
+
 void dn_convolutional_backward(dn_layer *l, struct dn_network *net, const float *input, float *input_delta, int n)
 {
-    const int m = l->filters / l->groups;
-    const int k = (l->c / l->groups) * l->size * l->size;
     const int spatial = l->out_h * l->out_w;
-    const int channels = l->c / l->groups;
-    const size_t in_group = (size_t)channels * l->h * l->w;
-    const size_t weights_group = l->nweights / (size_t)l->groups;
-    const size_t taps = (size_t)l->size * l->size;
     const int threads = net->threads;
 
     dn_gradient_parallel(l->act_input, (size_t)n * l->outputs, l->activation, l->delta, threads);
@@ -428,12 +424,28 @@ void dn_convolutional_backward(dn_layer *l, struct dn_network *net, const float 
             l->bias_updates[f] += (float)sum;
         }
     }
-    if (net->backward_scratch && n >= threads) {
-        backward_by_image(l, net, input, input_delta, n);
-        return;
-    }
-    /* Else each GEMM is split over the threads along a dimension of its output, so every value
-     * is one thread's full sum. */
+    /* 3x3 stride-1 layers pass the gradient to their input through Winograd (4x fewer multiplies,
+     * no col2im) once the GEMMs have the weight gradient */
+    const int winograd_data = input_delta && dn_winograd_applies(l) && dn_winograd_prepare_backward(l, threads);
+    if (net->backward_scratch && n >= threads)
+        backward_by_image(l, net, input, winograd_data ? NULL : input_delta, n);
+    else
+        backward_split(l, net, input, winograd_data ? NULL : input_delta, n);
+    if (winograd_data) dn_winograd_backward_data(l, net, l->delta, input_delta, n);
+}
+
+/* The backward GEMMs of each image split over the threads along a dimension of their output, so
+ * every value is one thread's full sum (for fewer images than threads). */
+static void backward_split(dn_layer *l, struct dn_network *net, const float *input, float *input_delta, int n)
+{
+    const int m = l->filters / l->groups;
+    const int k = (l->c / l->groups) * l->size * l->size;
+    const int spatial = l->out_h * l->out_w;
+    const int channels = l->c / l->groups;
+    const size_t in_group = (size_t)channels * l->h * l->w;
+    const size_t weights_group = l->nweights / (size_t)l->groups;
+    const size_t taps = (size_t)l->size * l->size;
+    const int threads = net->threads;
     for (int b = 0; b < n; ++b) {
         for (int g = 0; g < l->groups; ++g) {
             const float *im = input + (size_t)b * l->inputs + g * in_group;

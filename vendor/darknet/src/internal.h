@@ -140,6 +140,8 @@ struct dn_layer {
     unsigned weights_version;    /* bumped by every change of `weights` (load, set, update) */
     float *winograd_kernels;     /* winograd.c: the transformed kernels, made on first use */
     unsigned winograd_version;   /* weights_version they were made from */
+    float *winograd_data_kernels; /* winograd.c: the turned kernels of the backward pass to the input */
+    unsigned winograd_data_version;
     float *packed_weights;       /* the weights in dn_gemm_packed's panel order (per group), made on
                                   * first use by a layer that runs im2col + GEMM */
     unsigned packed_version;     /* weights_version they were made from */
@@ -261,6 +263,11 @@ size_t dn_winograd_workspace(const dn_layer *l, int threads);
 int dn_winograd_prepare(dn_layer *l, int threads);
 /* The forward of all n images into l->output; `raw`: without the epilogue (training batch norm). */
 void dn_winograd_forward(dn_layer *l, struct dn_network *net, const float *input, int n, int raw);
+/* The backward pass to the input: make (or refresh) the turned kernels, 0 when out of memory (the
+ * caller then takes the im2col path); then input_delta += the gradient through the convolution
+ * of delta (n images). */
+int dn_winograd_prepare_backward(dn_layer *l, int threads);
+void dn_winograd_backward_data(dn_layer *l, struct dn_network *net, const float *delta, float *input_delta, int n);
 
 /* Shapes from l->w, l->h, l->c (set-up and resize); 0 when the input is too small. */
 int dn_convolutional_reshape(dn_layer *l);

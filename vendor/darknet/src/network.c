@@ -77,6 +77,7 @@ static void free_layer(dn_layer *l)
     free(l->rolling_mean);
     free(l->rolling_variance);
     free(l->winograd_kernels);
+    free(l->winograd_data_kernels);
     free(l->packed_weights);
 }
 

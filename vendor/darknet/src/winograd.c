@@ -89,11 +89,16 @@ static size_t thread_floats(const dn_layer *l, int threads)
     return block_floats(l, per_block) + scratch_floats(l, per_block);
 }
 
+static dn_layer backward_view(const dn_layer *l);
+
 size_t dn_winograd_workspace(const dn_layer *l, int threads)
 {
     if (!dn_winograd_applies(l)) return 0;
-    /* the all-threads-per-block schedule needs one V and M and every thread's scratch: less */
-    return (size_t)threads * thread_floats(l, threads);
+    /* the all-threads-per-block schedule needs one V and M and every thread's scratch: less. The
+     * backward view swaps channels and filters, which moves V's panel padding. */
+    const dn_layer view = backward_view(l);
+    const size_t forward = thread_floats(l, threads), backward = thread_floats(&view, threads);
+    return (size_t)threads * (forward > backward ? forward : backward);
 }
 
 /* G applied to three values (a column, or a row, of a 3x3 kernel): six. */
@@ -109,19 +114,24 @@ size_t dn_winograd_workspace(const dn_layer *l, int threads)
         y5 = (x2);                                                      \
     } while (0)
 
-/* U = G g G^T for every (filter, channel): 36 matrices filters x channels, each in
- * dn_gemm_packed's A panels (the padding rows of the last panel stay 0 from the calloc). It runs
- * after every weight change, so once per training step: G's zeros are left out. */
-DN_HOT static void transform_kernel_rows(const dn_layer *l, int o, size_t point)
+/* U = G g G^T for every (row, column) of a kernel matrix: 36 matrices rows x columns, each in
+ * dn_gemm_packed's A panels (the padding rows of the last panel stay 0 from the calloc). Forward:
+ * rows are the filters, columns the channels, g = W[o][c]. Backward to the input (`turned`):
+ * rows are the channels, columns the filters, g = W[o][c] turned 180 degrees. It runs after every
+ * weight change, so once per training step: G's zeros are left out. */
+DN_HOT static void transform_kernel_row(const dn_layer *l, float *kernels, int row, int turned)
 {
-    const int in = l->c;
-    float *u = l->winograd_kernels + (size_t)(o / DN_GEMM_MR) * DN_GEMM_MR * in + o % DN_GEMM_MR;
-    for (int c = 0; c < in; ++c) {
-        const float *g = l->weights + ((size_t)o * in + c) * 9;
+    const int rows = turned ? l->c : l->filters, columns = turned ? l->filters : l->c;
+    const size_t point = dn_packed_a_floats(rows, columns);
+    float *u = kernels + (size_t)(row / DN_GEMM_MR) * DN_GEMM_MR * columns + row % DN_GEMM_MR;
+    for (int col = 0; col < columns; ++col) {
+        const float *w = l->weights + (turned ? (size_t)col * l->c + row : (size_t)row * l->c + col) * 9;
+        float g[9];
+        for (int e = 0; e < 9; ++e) g[e] = w[turned ? 8 - e : e];
         float t[DN_WINO_IN][3]; /* G g */
         for (int j = 0; j < 3; ++j)
             DN_WINO_G(g[j], g[3 + j], g[6 + j], t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j]);
-        float *uc = u + (size_t)c * DN_GEMM_MR;
+        float *uc = u + (size_t)col * DN_GEMM_MR;
         for (int i = 0; i < DN_WINO_IN; ++i) { /* (G g) G^T */
             float r[DN_WINO_IN];
             DN_WINO_G(t[i][0], t[i][1], t[i][2], r[0], r[1], r[2], r[3], r[4], r[5]);
@@ -130,23 +140,28 @@ DN_HOT static void transform_kernel_rows(const dn_layer *l, int o, size_t point)
     }
 }
 
-static void transform_kernels(dn_layer *l, int threads)
+/* The kernels of one direction, made on first use and refreshed after a weight change; 0 when
+ * out of memory. */
+static int prepare_kernels(dn_layer *l, float **kernels, unsigned *version, int turned, int threads)
 {
-    const size_t point = dn_packed_a_floats(l->filters, l->c);
+    if (!*kernels) {
+        const int rows = turned ? l->c : l->filters, columns = turned ? l->filters : l->c;
+        *kernels = calloc(DN_WINO_POINTS * dn_packed_a_floats(rows, columns), sizeof(float));
+        if (!*kernels) return 0;
+        *version = l->weights_version - 1;
+    }
+    if (*version != l->weights_version) {
+        const int rows = turned ? l->c : l->filters;
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int o = 0; o < l->filters; ++o) transform_kernel_rows(l, o, point);
-    l->winograd_version = l->weights_version;
+        for (int row = 0; row < rows; ++row) transform_kernel_row(l, *kernels, row, turned);
+        *version = l->weights_version;
+    }
+    return 1;
 }
 
 int dn_winograd_prepare(dn_layer *l, int threads)
 {
-    if (!l->winograd_kernels) {
-        l->winograd_kernels = calloc(DN_WINO_POINTS * dn_packed_a_floats(l->filters, l->c), sizeof(float));
-        if (!l->winograd_kernels) return 0;
-        l->winograd_version = l->weights_version - 1;
-    }
-    if (l->winograd_version != l->weights_version) transform_kernels(l, threads);
-    return 1;
+    return prepare_kernels(l, &l->winograd_kernels, &l->winograd_version, 0, threads);
 }
 
 /* B^T applied to six vectors (rows, or columns, of a 6x6 patch): x[i][k] -> y[i][k]. */
@@ -266,11 +281,17 @@ DN_HOT static void transform_inputs(const dn_layer *l, const float *im, int firs
         y3 = dif12 + 8.0f * dif34 + (x5);                   \
     } while (0)
 
-/* Y = A^T m A for filters [f0, f1) and every tile of the block, written into the image's output
- * with the epilogue: raw (training batch norm: normalize_batch follows), else x * mul + add,
- * kept in act_input when training, then the activation. */
-DN_HOT static void transform_outputs(const dn_layer *l, const float *m, int first, int count, int f0, int f1, float *out,
-                              float *act_input, int raw, float *scratch)
+/* What the output transform does with Y. */
+typedef enum {
+    DN_WINO_EPILOGUE, /* x * mul + add (bias, inference batch norm), kept in act_input when training, activated */
+    DN_WINO_RAW,      /* Y as it is (training batch norm: normalize_batch follows) */
+    DN_WINO_ADD       /* added to what is there (the backward pass into input_delta) */
+} dn_wino_mode;
+
+/* Y = A^T m A for filters [f0, f1) and every tile of the block, into the image's output as
+ * `mode` says. */
+DN_HOT static void transform_outputs(const dn_layer *l, const float *m, int first, int count, int f0, int f1,
+                                     float *out, float *act_input, dn_wino_mode mode, float *scratch)
 {
     const int oh = l->out_h, ow = l->out_w, tiles_x = tiles_across(l), stride = tiles_x + 1;
     const size_t point = (size_t)l->filters * count;
@@ -279,9 +300,8 @@ DN_HOT static void transform_outputs(const dn_layer *l, const float *m, int firs
     for (int q = 0; q < DN_WINO_OUT * DN_WINO_OUT; ++q) y[q] = scratch + (size_t)q * stride;
     const int end = first + count;
     for (int f = f0; f < f1; ++f) {
-        float mul, add;
-        dn_convolutional_affine(l, f, &mul, &add);
-        if (raw) mul = 1.0f, add = 0.0f;
+        float mul = 1.0f, add = 0.0f;
+        if (mode == DN_WINO_EPILOGUE) dn_convolutional_affine(l, f, &mul, &add);
         for (int t0 = first; t0 < end;) {
             const int ty = t0 / tiles_x, tx0 = t0 % tiles_x;
             const int tx1 = end - t0 < tiles_x - tx0 ? tx0 + (end - t0) : tiles_x;
@@ -313,15 +333,25 @@ DN_HOT static void transform_outputs(const dn_layer *l, const float *m, int firs
                 if (DN_WINO_OUT * tx0 + columns > ow) columns = ow - DN_WINO_OUT * tx0;
                 float *restrict o_row = out + at;
                 const int whole = columns / DN_WINO_OUT;
+                const float *const last[DN_WINO_OUT] = {y0, y1, y2, y3};
+                if (mode == DN_WINO_ADD) {
+                    for (int k = 0; k < whole; ++k) {
+                        o_row[4 * k] += y0[k];
+                        o_row[4 * k + 1] += y1[k];
+                        o_row[4 * k + 2] += y2[k];
+                        o_row[4 * k + 3] += y3[k];
+                    }
+                    for (int j = 0; j < columns - DN_WINO_OUT * whole; ++j) o_row[4 * whole + j] += last[j][whole];
+                    continue;
+                }
                 for (int k = 0; k < whole; ++k) {
                     o_row[4 * k] = y0[k];
                     o_row[4 * k + 1] = y1[k];
                     o_row[4 * k + 2] = y2[k];
                     o_row[4 * k + 3] = y3[k];
                 }
-                const float *const last[DN_WINO_OUT] = {y0, y1, y2, y3};
                 for (int j = 0; j < columns - DN_WINO_OUT * whole; ++j) o_row[4 * whole + j] = last[j][whole];
-                if (raw) continue;
+                if (mode == DN_WINO_RAW) continue;
                 if (act_input) memcpy(act_input + at, o_row, sizeof(float) * (size_t)columns);
                 dn_activate_array(o_row, (size_t)columns, l->activation);
             }
@@ -332,7 +362,8 @@ DN_HOT static void transform_outputs(const dn_layer *l, const float *m, int firs
 
 /* Blocks of one image at a time, each shared by all threads: the transforms split the channels
  * and the filters, the GEMMs the 36 points. For batches with fewer blocks than threads. */
-static void forward_shared_blocks(dn_layer *l, struct dn_network *net, const float *input, int n, int raw)
+static void run_shared_blocks(const dn_layer *l, struct dn_network *net, const float *input, float *output, int n,
+                              dn_wino_mode mode)
 {
     const int threads = net->threads, tiles = tile_count(l), per_block = block_tiles(l, threads);
     const int in = l->c, out = l->filters;
@@ -343,7 +374,7 @@ static void forward_shared_blocks(dn_layer *l, struct dn_network *net, const flo
     const size_t scratch_each = scratch_floats(l, per_block);
     for (int b = 0; b < n; ++b) {
         const float *im = input + (size_t)b * l->inputs;
-        float *act = (!raw && net->train) ? l->act_input + (size_t)b * l->outputs : NULL;
+        float *act = (mode == DN_WINO_EPILOGUE && net->train) ? l->act_input + (size_t)b * l->outputs : NULL;
         for (int first = 0; first < tiles; first += per_block) {
             const int count = tiles - first < per_block ? tiles - first : per_block;
 #pragma omp parallel num_threads(threads)
@@ -357,14 +388,15 @@ static void forward_shared_blocks(dn_layer *l, struct dn_network *net, const flo
                                    m + (size_t)p * out * count, count);
 #pragma omp for schedule(static)
                 for (int f = 0; f < out; ++f)
-                    transform_outputs(l, m, first, count, f, f + 1, l->output + (size_t)b * l->outputs,
-                                      act, raw, mine);
+                    transform_outputs(l, m, first, count, f, f + 1, output + (size_t)b * l->outputs, act, mode, mine);
             }
         }
     }
 }
 
-void dn_winograd_forward(dn_layer *l, struct dn_network *net, const float *input, int n, int raw)
+/* The convolution of `l` (a layer, or the backward pass's view of one) on n images of input into
+ * output, with l->winograd_kernels, as `mode` says. */
+static void run(const dn_layer *l, struct dn_network *net, const float *input, float *output, int n, dn_wino_mode mode)
 {
     const int threads = net->threads;
     const int tiles = tile_count(l);
@@ -372,7 +404,7 @@ void dn_winograd_forward(dn_layer *l, struct dn_network *net, const float *input
     const int blocks = (tiles + per_block - 1) / per_block;
     const long tasks = (long)n * blocks;
     if (threads > 1 && tasks < threads) {
-        forward_shared_blocks(l, net, input, n, raw);
+        run_shared_blocks(l, net, input, output, n, mode);
         return;
     }
     const int in = l->c, out = l->filters;
@@ -392,7 +424,40 @@ void dn_winograd_forward(dn_layer *l, struct dn_network *net, const float *input
         for (int p = 0; p < DN_WINO_POINTS; ++p)
             dn_gemm_packed(out, count, in, l->winograd_kernels + p * u_point, v + p * v_point,
                            m + (size_t)p * out * count, count);
-        float *act = (!raw && net->train) ? l->act_input + (size_t)b * l->outputs : NULL;
-        transform_outputs(l, m, first, count, 0, out, l->output + (size_t)b * l->outputs, act, raw, scratch);
+        float *act = (mode == DN_WINO_EPILOGUE && net->train) ? l->act_input + (size_t)b * l->outputs : NULL;
+        transform_outputs(l, m, first, count, 0, out, output + (size_t)b * l->outputs, act, mode, scratch);
     }
+}
+
+void dn_winograd_forward(dn_layer *l, struct dn_network *net, const float *input, int n, int raw)
+{
+    run(l, net, input, l->output, n, raw ? DN_WINO_RAW : DN_WINO_EPILOGUE);
+}
+
+/* The backward pass's view of l: the gradient to the input is the forward convolution of delta
+ * (filters channels) with the turned kernels into c outputs (stride 1, pad 1: same sides). */
+static dn_layer backward_view(const dn_layer *l)
+{
+    dn_layer view = *l;
+    view.c = l->filters;
+    view.filters = l->c;
+    view.h = l->out_h;
+    view.w = l->out_w;
+    view.out_h = l->h;
+    view.out_w = l->w;
+    view.inputs = l->outputs;
+    view.outputs = l->inputs;
+    view.winograd_kernels = l->winograd_data_kernels;
+    return view;
+}
+
+int dn_winograd_prepare_backward(dn_layer *l, int threads)
+{
+    return prepare_kernels(l, &l->winograd_data_kernels, &l->winograd_data_version, 1, threads);
+}
+
+void dn_winograd_backward_data(dn_layer *l, struct dn_network *net, const float *delta, float *input_delta, int n)
+{
+    const dn_layer view = backward_view(l);
+    run(&view, net, delta, input_delta, n, DN_WINO_ADD);
 }
