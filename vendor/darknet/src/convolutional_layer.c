@@ -424,14 +424,18 @@ void dn_convolutional_backward(dn_layer *l, struct dn_network *net, const float 
             l->bias_updates[f] += (float)sum;
         }
     }
-    /* 3x3 stride-1 layers pass the gradient to their input through Winograd (4x fewer multiplies,
-     * no col2im) once the GEMMs have the weight gradient */
-    const int winograd_data = input_delta && dn_winograd_applies(l) && dn_winograd_prepare_backward(l, threads);
+    /* 3x3 stride-1 layers: both gradients through Winograd (4x fewer multiplies, no im2col or
+     * col2im), where its buffers are there */
+    if (dn_winograd_applies(l) && net->winograd_grads_size >= dn_winograd_grads_floats(l, threads) &&
+        (!input_delta || dn_winograd_prepare_backward(l, threads))) {
+        dn_winograd_backward_weights(l, net, input, n);
+        if (input_delta) dn_winograd_backward_data(l, net, l->delta, input_delta, n);
+        return;
+    }
     if (net->backward_scratch && n >= threads)
-        backward_by_image(l, net, input, winograd_data ? NULL : input_delta, n);
+        backward_by_image(l, net, input, input_delta, n);
     else
-        backward_split(l, net, input, winograd_data ? NULL : input_delta, n);
-    if (winograd_data) dn_winograd_backward_data(l, net, l->delta, input_delta, n);
+        backward_split(l, net, input, input_delta, n);
 }
 
 /* The backward GEMMs of each image split over the threads along a dimension of their output, so

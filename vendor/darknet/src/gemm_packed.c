@@ -163,7 +163,7 @@ const char *dn_gemm_packed_kernel_name(void) { return cpu_has_avx2() ? "avx2" : 
 /* The blocked loops over C; B's panel of columns jr.. starts at b + jr * column_step, its depth p
  * at + p * ldb (packed: column_step k, ldb NR; plain rows: 1 and the row length). */
 static void gemm_blocks(dn_micro_kernel kernel, int m, int n, int k, const float *a, const float *b,
-                        size_t column_step, int ldb, float *c, int ldc)
+                        size_t column_step, int ldb, float *c, int ldc, int accumulate)
 {
     for (int pc = 0; pc < k; pc += DN_GEMM_KC) {
         const int kc = k - pc < DN_GEMM_KC ? k - pc : DN_GEMM_KC;
@@ -175,7 +175,7 @@ static void gemm_blocks(dn_micro_kernel kernel, int m, int n, int k, const float
                 for (int ir = ic; ir < ic + mc; ir += DN_GEMM_MR) {
                     const float *ap = a + (size_t)ir * k + (size_t)pc * DN_GEMM_MR;
                     const int rows = m - ir < DN_GEMM_MR ? m - ir : DN_GEMM_MR;
-                    kernel(kc, ap, bp, ldb, c + (size_t)ir * ldc + jr, ldc, pc > 0, rows, cols);
+                    kernel(kc, ap, bp, ldb, c + (size_t)ir * ldc + jr, ldc, accumulate || pc > 0, rows, cols);
                 }
             }
         }
@@ -184,17 +184,22 @@ static void gemm_blocks(dn_micro_kernel kernel, int m, int n, int k, const float
 
 void dn_gemm_packed(int m, int n, int k, const float *a, const float *b, float *c, int ldc)
 {
-    gemm_blocks(micro_kernel(NULL), m, n, k, a, b, (size_t)k, DN_GEMM_NR, c, ldc);
+    gemm_blocks(micro_kernel(NULL), m, n, k, a, b, (size_t)k, DN_GEMM_NR, c, ldc, 0);
+}
+
+void dn_gemm_packed_add(int m, int n, int k, const float *a, const float *b, float *c, int ldc)
+{
+    gemm_blocks(micro_kernel(NULL), m, n, k, a, b, (size_t)k, DN_GEMM_NR, c, ldc, 1);
 }
 
 void dn_gemm_rows(int m, int n, int k, const float *a, const float *b, int ldb, float *c, int ldc, float *tail)
 {
     const dn_micro_kernel kernel = micro_kernel(NULL);
     const int whole = n / DN_GEMM_NR * DN_GEMM_NR;
-    if (whole) gemm_blocks(kernel, m, whole, k, a, b, 1, ldb, c, ldc);
+    if (whole) gemm_blocks(kernel, m, whole, k, a, b, 1, ldb, c, ldc, 0);
     if (whole == n) return;
     dn_pack_b(b + whole, ldb, k, n - whole, tail);
-    gemm_blocks(kernel, m, n - whole, k, a, tail, (size_t)k, DN_GEMM_NR, c + whole, ldc);
+    gemm_blocks(kernel, m, n - whole, k, a, tail, (size_t)k, DN_GEMM_NR, c + whole, ldc, 0);
 }
 
 int dn_gemm_packed_with(const char *kernel_name, int m, int n, int k, const float *a, const float *b, float *c,
@@ -202,6 +207,6 @@ int dn_gemm_packed_with(const char *kernel_name, int m, int n, int k, const floa
 {
     const dn_micro_kernel kernel = micro_kernel(kernel_name);
     if (!kernel) return 0;
-    gemm_blocks(kernel, m, n, k, a, b, (size_t)k, DN_GEMM_NR, c, ldc);
+    gemm_blocks(kernel, m, n, k, a, b, (size_t)k, DN_GEMM_NR, c, ldc, 0);
     return 1;
 }

@@ -190,6 +190,9 @@ struct dn_network {
                                * that the threads of a backward pass take whole images (NULL: the
                                * pass splits each image's GEMMs instead) */
     size_t backward_scratch_size;
+    float *winograd_grads;    /* the Winograd weight gradient's transformed gradients, inputs and
+                               * output gradients (the largest layer's; NULL: none yet) */
+    size_t winograd_grads_size;
     int train_n;              /* images in the last training forward */
     dn_log_fn log;
     void *log_user;
@@ -267,6 +270,11 @@ void dn_winograd_forward(dn_layer *l, struct dn_network *net, const float *input
  * caller then takes the im2col path); then input_delta += the gradient through the convolution
  * of delta (n images). */
 int dn_winograd_prepare_backward(dn_layer *l, int threads);
+/* Floats of net->winograd_grads that dn_winograd_backward_weights needs for this layer (0: none). */
+size_t dn_winograd_grads_floats(const dn_layer *l, int threads);
+/* weight_updates += the weight gradient (from l->delta, darknet's sign) through Winograd, in
+ * net->winograd_grads. */
+void dn_winograd_backward_weights(dn_layer *l, struct dn_network *net, const float *input, int n);
 void dn_winograd_backward_data(dn_layer *l, struct dn_network *net, const float *delta, float *input_delta, int n);
 
 /* Shapes from l->w, l->h, l->c (set-up and resize); 0 when the input is too small. */
@@ -347,6 +355,8 @@ void dn_pack_a(const float *a, int lda, int m, int k, float *packed);
 void dn_pack_b(const float *b, int ldb, int k, int n, float *packed);
 /* C (m x n, row-major, ldc) = A B: its rows and columns past m and n are not touched. */
 void dn_gemm_packed(int m, int n, int k, const float *a, const float *b, float *c, int ldc);
+/* C += A B, the same way. */
+void dn_gemm_packed_add(int m, int n, int k, const float *a, const float *b, float *c, int ldc);
 /* The same with B as plain rows (k x n, ldb apart), read in place; only a last partial panel of
  * columns is packed, into `tail` (k x NR floats). Each value is the same sum as with packed B. */
 void dn_gemm_rows(int m, int n, int k, const float *a, const float *b, int ldb, float *c, int ldc, float *tail);

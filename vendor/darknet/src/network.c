@@ -91,6 +91,7 @@ void dn_network_free(dn_network *net)
     free(net->layers);
     free(net->train_input);
     free(net->backward_scratch);
+    free(net->winograd_grads);
     free(net->workspace);
     free(net->cfg_path);
     free(net);
@@ -489,10 +490,26 @@ static void ensure_backward_scratch(dn_network *net)
     net->backward_scratch_size = net->backward_scratch ? floats : 0;
 }
 
+/* net->winograd_grads for the largest Winograd layer (layers whose need it does not meet take
+ * the im2col path). */
+static void ensure_winograd_grads(dn_network *net)
+{
+    size_t floats = 0;
+    for (int i = 0; i < net->n; ++i) {
+        const size_t need = dn_winograd_grads_floats(&net->layers[i], net->threads);
+        if (need > floats) floats = need;
+    }
+    if (floats == net->winograd_grads_size) return;
+    free(net->winograd_grads);
+    net->winograd_grads = floats ? calloc(floats, sizeof(float)) : NULL;
+    net->winograd_grads_size = net->winograd_grads ? floats : 0;
+}
+
 static void run_backward(dn_network *net, float *input_delta, int n, int iteration)
 {
     const int frozen = dn_frozen_through(net, iteration);
     if (n >= net->threads) ensure_backward_scratch(net);
+    ensure_winograd_grads(net);
     for (int i = net->n - 1; i > frozen; --i) {
         dn_layer *l = &net->layers[i];
         const float *input = i == 0 ? net->input : net->layers[i - 1].output;

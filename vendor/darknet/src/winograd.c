@@ -175,11 +175,80 @@ int dn_winograd_prepare(dn_layer *l, int threads)
         y5 = 4.0f * (x1) - 5.0f * (x3) + (x5);                     \
     } while (0)
 
+/* B^T d B for `lanes` tiles (the vector lanes) whose 6x6 patches start at padded + offsets[q]:
+ * point p of tile q into dst[p * v_point + q * lane_step]. Inlined with a constant lane_step. */
+__attribute__((always_inline)) static inline void transform_patches(const float *restrict padded, int pw,
+                                                                   const int *restrict offsets, int lanes,
+                                                                   float *restrict dst, size_t v_point,
+                                                                   int lane_step)
+{
+#pragma omp simd
+    for (int q = 0; q < lanes; ++q) {
+        /* straight-line code (no inner loops, no arrays), so that the loop over q vectorises */
+        const int o = offsets[q];
+#define D(i, j) padded[o + (i) * pw + (j)]
+        float e00, e01, e02, e03, e04, e05, e10, e11, e12, e13, e14, e15;
+        float e20, e21, e22, e23, e24, e25, e30, e31, e32, e33, e34, e35;
+        float e40, e41, e42, e43, e44, e45, e50, e51, e52, e53, e54, e55;
+        DN_WINO_BT(D(0, 0), D(1, 0), D(2, 0), D(3, 0), D(4, 0), D(5, 0), e00, e10, e20, e30, e40, e50);
+        DN_WINO_BT(D(0, 1), D(1, 1), D(2, 1), D(3, 1), D(4, 1), D(5, 1), e01, e11, e21, e31, e41, e51);
+        DN_WINO_BT(D(0, 2), D(1, 2), D(2, 2), D(3, 2), D(4, 2), D(5, 2), e02, e12, e22, e32, e42, e52);
+        DN_WINO_BT(D(0, 3), D(1, 3), D(2, 3), D(3, 3), D(4, 3), D(5, 3), e03, e13, e23, e33, e43, e53);
+        DN_WINO_BT(D(0, 4), D(1, 4), D(2, 4), D(3, 4), D(4, 4), D(5, 4), e04, e14, e24, e34, e44, e54);
+        DN_WINO_BT(D(0, 5), D(1, 5), D(2, 5), D(3, 5), D(4, 5), D(5, 5), e05, e15, e25, e35, e45, e55);
+#undef D
+        float r0, r1, r2, r3, r4, r5;
+        DN_WINO_BT(e00, e01, e02, e03, e04, e05, r0, r1, r2, r3, r4, r5);
+        dst[(size_t)(0) * v_point + (size_t)q * lane_step] = r0;
+        dst[(size_t)(1) * v_point + (size_t)q * lane_step] = r1;
+        dst[(size_t)(2) * v_point + (size_t)q * lane_step] = r2;
+        dst[(size_t)(3) * v_point + (size_t)q * lane_step] = r3;
+        dst[(size_t)(4) * v_point + (size_t)q * lane_step] = r4;
+        dst[(size_t)(5) * v_point + (size_t)q * lane_step] = r5;
+        DN_WINO_BT(e10, e11, e12, e13, e14, e15, r0, r1, r2, r3, r4, r5);
+        dst[(size_t)(6) * v_point + (size_t)q * lane_step] = r0;
+        dst[(size_t)(7) * v_point + (size_t)q * lane_step] = r1;
+        dst[(size_t)(8) * v_point + (size_t)q * lane_step] = r2;
+        dst[(size_t)(9) * v_point + (size_t)q * lane_step] = r3;
+        dst[(size_t)(10) * v_point + (size_t)q * lane_step] = r4;
+        dst[(size_t)(11) * v_point + (size_t)q * lane_step] = r5;
+        DN_WINO_BT(e20, e21, e22, e23, e24, e25, r0, r1, r2, r3, r4, r5);
+        dst[(size_t)(12) * v_point + (size_t)q * lane_step] = r0;
+        dst[(size_t)(13) * v_point + (size_t)q * lane_step] = r1;
+        dst[(size_t)(14) * v_point + (size_t)q * lane_step] = r2;
+        dst[(size_t)(15) * v_point + (size_t)q * lane_step] = r3;
+        dst[(size_t)(16) * v_point + (size_t)q * lane_step] = r4;
+        dst[(size_t)(17) * v_point + (size_t)q * lane_step] = r5;
+        DN_WINO_BT(e30, e31, e32, e33, e34, e35, r0, r1, r2, r3, r4, r5);
+        dst[(size_t)(18) * v_point + (size_t)q * lane_step] = r0;
+        dst[(size_t)(19) * v_point + (size_t)q * lane_step] = r1;
+        dst[(size_t)(20) * v_point + (size_t)q * lane_step] = r2;
+        dst[(size_t)(21) * v_point + (size_t)q * lane_step] = r3;
+        dst[(size_t)(22) * v_point + (size_t)q * lane_step] = r4;
+        dst[(size_t)(23) * v_point + (size_t)q * lane_step] = r5;
+        DN_WINO_BT(e40, e41, e42, e43, e44, e45, r0, r1, r2, r3, r4, r5);
+        dst[(size_t)(24) * v_point + (size_t)q * lane_step] = r0;
+        dst[(size_t)(25) * v_point + (size_t)q * lane_step] = r1;
+        dst[(size_t)(26) * v_point + (size_t)q * lane_step] = r2;
+        dst[(size_t)(27) * v_point + (size_t)q * lane_step] = r3;
+        dst[(size_t)(28) * v_point + (size_t)q * lane_step] = r4;
+        dst[(size_t)(29) * v_point + (size_t)q * lane_step] = r5;
+        DN_WINO_BT(e50, e51, e52, e53, e54, e55, r0, r1, r2, r3, r4, r5);
+        dst[(size_t)(30) * v_point + (size_t)q * lane_step] = r0;
+        dst[(size_t)(31) * v_point + (size_t)q * lane_step] = r1;
+        dst[(size_t)(32) * v_point + (size_t)q * lane_step] = r2;
+        dst[(size_t)(33) * v_point + (size_t)q * lane_step] = r3;
+        dst[(size_t)(34) * v_point + (size_t)q * lane_step] = r4;
+        dst[(size_t)(35) * v_point + (size_t)q * lane_step] = r5;
+    }
+}
+
 /* V for tiles [first, first + count) of one image and channels [c0, c1), p = 6 * row + column
- * of the 6x6: point p is a c x count matrix in dn_gemm_packed's B panels, v_point floats apart.
+ * of the 6x6: point p is a c x count matrix in dn_gemm_packed's B panels, v_point floats apart
+ * (depth_major: a count x c matrix, the tiles as the GEMM's depth, for the weight gradient).
  * The tiles of a panel are the vector lanes (the patch reads become gathers). */
 DN_HOT static void transform_inputs(const dn_layer *l, const float *im, int first, int count, int c0, int c1,
-                                    float *v, size_t v_point, float *scratch)
+                                    float *v, size_t v_point, int depth_major, float *scratch)
 {
     const int h = l->h, w = l->w, tiles_x = tiles_across(l);
     const int pw = padded_width(l);
@@ -206,67 +275,17 @@ DN_HOT static void transform_inputs(const dn_layer *l, const float *im, int firs
             memcpy(row + 1, plane + (size_t)y * w, sizeof(float) * (size_t)w);
             for (int x = w + 1; x < pw; ++x) row[x] = 0.0f;
         }
-        for (int t = 0; t < lanes; t += DN_GEMM_NR) {
-            float *restrict dst = v + (size_t)t * channels + (size_t)c * DN_GEMM_NR;
-            const int *restrict at = offsets + t;
-#pragma omp simd
-            for (int q = 0; q < DN_GEMM_NR; ++q) {
-                /* straight-line code (no inner loops, no arrays), so that the loop over q vectorises */
-                const int o = at[q];
-#define D(i, j) padded[o + (i) * pw + (j)]
-                float e00, e01, e02, e03, e04, e05, e10, e11, e12, e13, e14, e15, e20, e21, e22, e23, e24, e25, e30, e31, e32, e33, e34, e35, e40, e41, e42, e43, e44, e45, e50, e51, e52, e53, e54, e55;
-                DN_WINO_BT(D(0, 0), D(1, 0), D(2, 0), D(3, 0), D(4, 0), D(5, 0), e00, e10, e20, e30, e40, e50);
-                DN_WINO_BT(D(0, 1), D(1, 1), D(2, 1), D(3, 1), D(4, 1), D(5, 1), e01, e11, e21, e31, e41, e51);
-                DN_WINO_BT(D(0, 2), D(1, 2), D(2, 2), D(3, 2), D(4, 2), D(5, 2), e02, e12, e22, e32, e42, e52);
-                DN_WINO_BT(D(0, 3), D(1, 3), D(2, 3), D(3, 3), D(4, 3), D(5, 3), e03, e13, e23, e33, e43, e53);
-                DN_WINO_BT(D(0, 4), D(1, 4), D(2, 4), D(3, 4), D(4, 4), D(5, 4), e04, e14, e24, e34, e44, e54);
-                DN_WINO_BT(D(0, 5), D(1, 5), D(2, 5), D(3, 5), D(4, 5), D(5, 5), e05, e15, e25, e35, e45, e55);
-#undef D
-                float r0, r1, r2, r3, r4, r5;
-                DN_WINO_BT(e00, e01, e02, e03, e04, e05, r0, r1, r2, r3, r4, r5);
-                dst[(size_t)(0) * v_point + q] = r0;
-                dst[(size_t)(1) * v_point + q] = r1;
-                dst[(size_t)(2) * v_point + q] = r2;
-                dst[(size_t)(3) * v_point + q] = r3;
-                dst[(size_t)(4) * v_point + q] = r4;
-                dst[(size_t)(5) * v_point + q] = r5;
-                DN_WINO_BT(e10, e11, e12, e13, e14, e15, r0, r1, r2, r3, r4, r5);
-                dst[(size_t)(6) * v_point + q] = r0;
-                dst[(size_t)(7) * v_point + q] = r1;
-                dst[(size_t)(8) * v_point + q] = r2;
-                dst[(size_t)(9) * v_point + q] = r3;
-                dst[(size_t)(10) * v_point + q] = r4;
-                dst[(size_t)(11) * v_point + q] = r5;
-                DN_WINO_BT(e20, e21, e22, e23, e24, e25, r0, r1, r2, r3, r4, r5);
-                dst[(size_t)(12) * v_point + q] = r0;
-                dst[(size_t)(13) * v_point + q] = r1;
-                dst[(size_t)(14) * v_point + q] = r2;
-                dst[(size_t)(15) * v_point + q] = r3;
-                dst[(size_t)(16) * v_point + q] = r4;
-                dst[(size_t)(17) * v_point + q] = r5;
-                DN_WINO_BT(e30, e31, e32, e33, e34, e35, r0, r1, r2, r3, r4, r5);
-                dst[(size_t)(18) * v_point + q] = r0;
-                dst[(size_t)(19) * v_point + q] = r1;
-                dst[(size_t)(20) * v_point + q] = r2;
-                dst[(size_t)(21) * v_point + q] = r3;
-                dst[(size_t)(22) * v_point + q] = r4;
-                dst[(size_t)(23) * v_point + q] = r5;
-                DN_WINO_BT(e40, e41, e42, e43, e44, e45, r0, r1, r2, r3, r4, r5);
-                dst[(size_t)(24) * v_point + q] = r0;
-                dst[(size_t)(25) * v_point + q] = r1;
-                dst[(size_t)(26) * v_point + q] = r2;
-                dst[(size_t)(27) * v_point + q] = r3;
-                dst[(size_t)(28) * v_point + q] = r4;
-                dst[(size_t)(29) * v_point + q] = r5;
-                DN_WINO_BT(e50, e51, e52, e53, e54, e55, r0, r1, r2, r3, r4, r5);
-                dst[(size_t)(30) * v_point + q] = r0;
-                dst[(size_t)(31) * v_point + q] = r1;
-                dst[(size_t)(32) * v_point + q] = r2;
-                dst[(size_t)(33) * v_point + q] = r3;
-                dst[(size_t)(34) * v_point + q] = r4;
-                dst[(size_t)(35) * v_point + q] = r5;
-            }
+        if (!depth_major) {
+            for (int t = 0; t < lanes; t += DN_GEMM_NR)
+                transform_patches(padded, pw, offsets + t, DN_GEMM_NR,
+                                  v + (size_t)t * channels + (size_t)c * DN_GEMM_NR, v_point, 1);
+            continue;
         }
+        for (int t = 0; t < count; t += DN_GEMM_NR) /* tiles as the depth: c's lane of B panel c / NR */
+            transform_patches(padded, pw, offsets + t, count - t < DN_GEMM_NR ? count - t : DN_GEMM_NR,
+                              v + (size_t)(c / DN_GEMM_NR) * DN_GEMM_NR * count + (size_t)t * DN_GEMM_NR +
+                                  c % DN_GEMM_NR,
+                              v_point, DN_GEMM_NR);
     }
 }
 
@@ -381,7 +400,7 @@ static void run_shared_blocks(const dn_layer *l, struct dn_network *net, const f
             {
                 float *mine = scratch + (size_t)dn_thread_index() * scratch_each;
 #pragma omp for schedule(static)
-                for (int c = 0; c < in; ++c) transform_inputs(l, im, first, count, c, c + 1, v, v_point, mine);
+                for (int c = 0; c < in; ++c) transform_inputs(l, im, first, count, c, c + 1, v, v_point, 0, mine);
 #pragma omp for schedule(dynamic, 1)
                 for (int p = 0; p < DN_WINO_POINTS; ++p)
                     dn_gemm_packed(out, count, in, l->winograd_kernels + p * u_point, v + p * v_point,
@@ -420,7 +439,7 @@ static void run(const dn_layer *l, struct dn_network *net, const float *input, f
         float *v = net->workspace + (size_t)dn_thread_index() * per_thread;
         float *m = v + DN_WINO_POINTS * v_point;
         float *scratch = m + DN_WINO_POINTS * m_point;
-        transform_inputs(l, input + (size_t)b * l->inputs, first, count, 0, in, v, v_point, scratch);
+        transform_inputs(l, input + (size_t)b * l->inputs, first, count, 0, in, v, v_point, 0, scratch);
         for (int p = 0; p < DN_WINO_POINTS; ++p)
             dn_gemm_packed(out, count, in, l->winograd_kernels + p * u_point, v + p * v_point,
                            m + (size_t)p * out * count, count);
@@ -460,4 +479,174 @@ void dn_winograd_backward_data(dn_layer *l, struct dn_network *net, const float 
 {
     const dn_layer view = backward_view(l);
     run(&view, net, delta, input_delta, n, DN_WINO_ADD);
+}
+
+/*
+ * The weight gradient through Winograd. With Y = A^T M A and M_p = sum_c U_p[o][c] V_p[c], the
+ * gradient of U_p[o][c] is the sum over tiles of (A delta A^T)_p V_p[c], and that of the 3x3
+ * kernel g is G^T dU G. Per block of tiles of one image, all threads together: the input
+ * transform with the tiles as the GEMM's depth (split over channels), the output-gradient
+ * transform (split over filters), then dU_p += dM_p V_p^T (split over the 36 points). Every dU
+ * value is summed block after block in the same order, whichever thread takes its point.
+ */
+
+/* A applied to four values (a row, or a column, of a 4x4 output gradient): six. */
+#define DN_WINO_A(x0, x1, x2, x3, y0, y1, y2, y3, y4, y5)        \
+    do {                                                         \
+        const float even = (x0) + (x2), odd = (x1) + (x3);       \
+        const float even4 = (x0) + 4.0f * (x2), odd4 = 2.0f * (x1) + 8.0f * (x3); \
+        y0 = (x0);                                               \
+        y1 = even + odd;                                         \
+        y2 = even - odd;                                         \
+        y3 = even4 + odd4;                                       \
+        y4 = even4 - odd4;                                       \
+        y5 = (x3);                                               \
+    } while (0)
+
+/* The output-gradient plane of one filter, zero past the map, is (4 tiles_y) x (4 tiles_x). */
+static int delta_width(const dn_layer *l) { return DN_WINO_OUT * tiles_across(l); }
+
+/* dM = A delta A^T for filters [f0, f1) and tiles [first, first + count) of one image: point p
+ * is a filters x count matrix in dn_gemm_packed's A panels (the tiles as the depth). */
+DN_HOT static void transform_output_grads(const dn_layer *l, const float *delta, int first, int count, int f0, int f1,
+                                          float *dm, size_t dm_point, float *scratch)
+{
+    const int oh = l->out_h, ow = l->out_w, tiles_x = tiles_across(l), dw = delta_width(l);
+    const int ty0 = first / tiles_x, ty1 = (first + count - 1) / tiles_x;
+    const int rows = DN_WINO_OUT * (ty1 - ty0 + 1);
+    float *padded = scratch;
+    int *offsets = (int *)(scratch + (size_t)padded_width(l) * padded_height(l));
+    for (int t = 0; t < count; ++t) {
+        const int tile = first + t;
+        offsets[t] = DN_WINO_OUT * (tile / tiles_x - ty0) * dw + DN_WINO_OUT * (tile % tiles_x);
+    }
+    for (int f = f0; f < f1; ++f) {
+        const float *plane = delta + (size_t)f * oh * ow;
+        for (int r = 0; r < rows; ++r) {
+            const int y = DN_WINO_OUT * ty0 + r;
+            float *row = padded + (size_t)r * dw;
+            if (y >= oh) {
+                memset(row, 0, sizeof(float) * (size_t)dw);
+                continue;
+            }
+            memcpy(row, plane + (size_t)y * ow, sizeof(float) * (size_t)ow);
+            for (int x = ow; x < dw; ++x) row[x] = 0.0f;
+        }
+        float *dst = dm + (size_t)(f / DN_GEMM_MR) * DN_GEMM_MR * count + f % DN_GEMM_MR;
+#pragma omp simd
+        for (int t = 0; t < count; ++t) {
+            const int o = offsets[t];
+#define D(i, j) padded[o + (i) * dw + (j)]
+            float e00, e01, e02, e03, e10, e11, e12, e13, e20, e21, e22, e23;
+            float e30, e31, e32, e33, e40, e41, e42, e43, e50, e51, e52, e53;
+            DN_WINO_A(D(0, 0), D(1, 0), D(2, 0), D(3, 0), e00, e10, e20, e30, e40, e50);
+            DN_WINO_A(D(0, 1), D(1, 1), D(2, 1), D(3, 1), e01, e11, e21, e31, e41, e51);
+            DN_WINO_A(D(0, 2), D(1, 2), D(2, 2), D(3, 2), e02, e12, e22, e32, e42, e52);
+            DN_WINO_A(D(0, 3), D(1, 3), D(2, 3), D(3, 3), e03, e13, e23, e33, e43, e53);
+#undef D
+            float *at = dst + (size_t)t * DN_GEMM_MR;
+#define ROW(i, a, b, c, d)                                                                                   \
+    do {                                                                                                     \
+        float r0, r1, r2, r3, r4, r5;                                                                        \
+        DN_WINO_A(a, b, c, d, r0, r1, r2, r3, r4, r5);                                                       \
+        at[(size_t)(6 * (i)) * dm_point] = r0;                                                               \
+        at[(size_t)(6 * (i) + 1) * dm_point] = r1;                                                           \
+        at[(size_t)(6 * (i) + 2) * dm_point] = r2;                                                           \
+        at[(size_t)(6 * (i) + 3) * dm_point] = r3;                                                           \
+        at[(size_t)(6 * (i) + 4) * dm_point] = r4;                                                           \
+        at[(size_t)(6 * (i) + 5) * dm_point] = r5;                                                           \
+    } while (0)
+            ROW(0, e00, e01, e02, e03);
+            ROW(1, e10, e11, e12, e13);
+            ROW(2, e20, e21, e22, e23);
+            ROW(3, e30, e31, e32, e33);
+            ROW(4, e40, e41, e42, e43);
+            ROW(5, e50, e51, e52, e53);
+#undef ROW
+        }
+    }
+}
+
+/* Tiles per block of the weight gradient: as many as DN_WINO_GRAD_BLOCK_FLOATS of V and dM hold
+ * (the tiles are the GEMMs' depth: each block reads and writes all of dU once), whatever the
+ * thread count. */
+#define DN_WINO_GRAD_BLOCK_FLOATS ((size_t)4 * 1024 * 1024) /* 16 MiB */
+static int grad_block_tiles(const dn_layer *l)
+{
+    const int tiles = tile_count(l);
+    size_t count = DN_WINO_GRAD_BLOCK_FLOATS / ((size_t)DN_WINO_POINTS * (l->c + l->filters));
+    count = count / DN_GEMM_NR * DN_GEMM_NR;
+    if (count < DN_GEMM_NR) count = DN_GEMM_NR;
+    return count > (size_t)tiles ? tiles : (int)count;
+}
+
+/* Parts of net->winograd_grads: dU (36 x filters x c, row-major), then V (36 points, tiles as the
+ * depth) and dM (36 points) of one block, then each thread's scratch. */
+static size_t du_point_floats(const dn_layer *l) { return (size_t)l->filters * l->c; }
+static size_t vt_point_floats(const dn_layer *l, int per_block) { return dn_packed_b_floats(per_block, l->c); }
+static size_t dm_point_floats(const dn_layer *l, int per_block) { return dn_packed_a_floats(l->filters, per_block); }
+
+size_t dn_winograd_grads_floats(const dn_layer *l, int threads)
+{
+    if (!dn_winograd_applies(l)) return 0;
+    const int per_block = grad_block_tiles(l);
+    return DN_WINO_POINTS * (du_point_floats(l) + vt_point_floats(l, per_block) + dm_point_floats(l, per_block)) +
+           (size_t)threads * scratch_floats(l, per_block);
+}
+
+/* weight_updates[o][c] += G^T dU[o][c] G for filters [f0, f1), in double. */
+static void add_kernel_gradients(dn_layer *l, const float *du, int f0, int f1)
+{
+    static const double G[DN_WINO_IN][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                            {-1.0 / 6, 1.0 / 6, -1.0 / 6}, {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                            {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+    const size_t point = du_point_floats(l);
+    for (int o = f0; o < f1; ++o)
+        for (int c = 0; c < l->c; ++c) {
+            const float *d = du + (size_t)o * l->c + c;
+            double t[3][DN_WINO_IN] = {{0}}; /* G^T dU */
+            for (int i = 0; i < DN_WINO_IN; ++i)
+                for (int j = 0; j < DN_WINO_IN; ++j) {
+                    const double value = d[(size_t)(DN_WINO_IN * i + j) * point];
+                    for (int a = 0; a < 3; ++a) t[a][j] += G[i][a] * value;
+                }
+            float *grad = l->weight_updates + ((size_t)o * l->c + c) * 9;
+            for (int a = 0; a < 3; ++a)
+                for (int b = 0; b < 3; ++b) {
+                    double sum = 0;
+                    for (int j = 0; j < DN_WINO_IN; ++j) sum += t[a][j] * G[j][b];
+                    grad[3 * a + b] += (float)sum;
+                }
+        }
+}
+
+void dn_winograd_backward_weights(dn_layer *l, struct dn_network *net, const float *input, int n)
+{
+    const int threads = net->threads, tiles = tile_count(l), per_block = grad_block_tiles(l);
+    const int in = l->c, out = l->filters;
+    const size_t du_point = du_point_floats(l), vt_point = vt_point_floats(l, per_block);
+    const size_t dm_point = dm_point_floats(l, per_block), scratch_each = scratch_floats(l, per_block);
+    float *du = net->winograd_grads, *vt = du + DN_WINO_POINTS * du_point;
+    float *dm = vt + DN_WINO_POINTS * vt_point, *scratch = dm + DN_WINO_POINTS * dm_point;
+#pragma omp parallel num_threads(threads)
+    {
+        float *mine = scratch + (size_t)dn_thread_index() * scratch_each;
+#pragma omp for schedule(static)
+        for (int p = 0; p < DN_WINO_POINTS; ++p) memset(du + p * du_point, 0, sizeof(float) * du_point);
+        for (int b = 0; b < n; ++b) {
+            const float *im = input + (size_t)b * l->inputs, *delta = l->delta + (size_t)b * l->outputs;
+            for (int first = 0; first < tiles; first += per_block) {
+                const int count = tiles - first < per_block ? tiles - first : per_block;
+#pragma omp for schedule(static)
+                for (int c = 0; c < in; ++c) transform_inputs(l, im, first, count, c, c + 1, vt, vt_point, 1, mine);
+#pragma omp for schedule(static)
+                for (int f = 0; f < out; ++f) transform_output_grads(l, delta, first, count, f, f + 1, dm, dm_point, mine);
+#pragma omp for schedule(dynamic, 1)
+                for (int p = 0; p < DN_WINO_POINTS; ++p)
+                    dn_gemm_packed_add(out, in, count, dm + p * dm_point, vt + p * vt_point, du + p * du_point, in);
+            }
+        }
+#pragma omp for schedule(static)
+        for (int f = 0; f < out; ++f) add_kernel_gradients(l, du, f, f + 1);
+    }
 }
