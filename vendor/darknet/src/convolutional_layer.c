@@ -239,90 +239,99 @@ void dn_convolutional_forward(dn_layer *l, struct dn_network *net, const float *
  * is the biased one (1/N) so that the backward pass is the exact gradient of this forward
  * (darknet divides by N - 1 here, a difference of under 1% for N >= 100).
  */
-static void normalize_batch(dn_layer *l, int n, int threads)
+/* One filter of normalize_batch: statistics over the raw convolution results in l->output, kept
+ * in bn_x for the backward pass while the normalised values are written. */
+DN_HOT static void normalize_filter(dn_layer *l, int f, int n)
 {
     const size_t spatial = (size_t)l->out_h * l->out_w;
     const double count = (double)n * spatial;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int f = 0; f < l->filters; ++f) {
-        for (int b = 0; b < n; ++b) {
-            const size_t offset = (size_t)b * l->outputs + f * spatial;
-            memcpy(l->bn_x + offset, l->output + offset, spatial * sizeof(float));
-        }
-        double sum = 0, squares = 0;
-        for (int b = 0; b < n; ++b) {
-            const float *plane = l->bn_x + (size_t)b * l->outputs + f * spatial;
+    double sum = 0, squares = 0;
+    for (int b = 0; b < n; ++b) {
+        const float *plane = l->output + (size_t)b * l->outputs + f * spatial;
 #pragma omp simd reduction(+ : sum)
-            for (size_t i = 0; i < spatial; ++i) sum += plane[i];
-        }
-        const float mean = (float)(sum / count);
-        for (int b = 0; b < n; ++b) {
-            const float *plane = l->bn_x + (size_t)b * l->outputs + f * spatial;
-#pragma omp simd reduction(+ : squares)
-            for (size_t i = 0; i < spatial; ++i) squares += (double)(plane[i] - mean) * (plane[i] - mean);
-        }
-        const float variance = (float)(squares / count);
-        l->bn_mean[f] = mean;
-        l->bn_variance[f] = variance;
-        /* darknet's GPU momentum (.99/.01), on the CPU too */
-        l->rolling_mean[f] = 0.99f * l->rolling_mean[f] + 0.01f * mean;
-        l->rolling_variance[f] = 0.99f * l->rolling_variance[f] + 0.01f * variance;
-        const float inv_std = 1.0f / sqrtf(variance + BN_EPSILON);
-        for (int b = 0; b < n; ++b) {
-            const size_t offset = (size_t)b * l->outputs + f * spatial;
-#pragma omp simd
-            for (size_t i = 0; i < spatial; ++i) {
-                const float x_norm = (l->bn_x[offset + i] - mean) * inv_std;
-                l->bn_x_norm[offset + i] = x_norm;
-                l->output[offset + i] = x_norm * l->scales[f] + l->biases[f];
-            }
-            memcpy(l->act_input + offset, l->output + offset, spatial * sizeof(float));
-            dn_activate_array(l->output + offset, spatial, l->activation);
-        }
+        for (size_t i = 0; i < spatial; ++i) sum += plane[i];
     }
+    const float mean = (float)(sum / count);
+    for (int b = 0; b < n; ++b) {
+        const float *plane = l->output + (size_t)b * l->outputs + f * spatial;
+#pragma omp simd reduction(+ : squares)
+        for (size_t i = 0; i < spatial; ++i) squares += (double)(plane[i] - mean) * (plane[i] - mean);
+    }
+    const float variance = (float)(squares / count);
+    l->bn_mean[f] = mean;
+    l->bn_variance[f] = variance;
+    /* darknet's GPU momentum (.99/.01), on the CPU too */
+    l->rolling_mean[f] = 0.99f * l->rolling_mean[f] + 0.01f * mean;
+    l->rolling_variance[f] = 0.99f * l->rolling_variance[f] + 0.01f * variance;
+    const float inv_std = 1.0f / sqrtf(variance + BN_EPSILON);
+    const float scale = l->scales[f], bias = l->biases[f];
+    for (int b = 0; b < n; ++b) {
+        const size_t offset = (size_t)b * l->outputs + f * spatial;
+        float *restrict out = l->output + offset, *restrict x = l->bn_x + offset;
+        float *restrict x_norm = l->bn_x_norm + offset, *restrict act = l->act_input + offset;
+#pragma omp simd
+        for (size_t i = 0; i < spatial; ++i) {
+            const float raw = out[i], normalised = (raw - mean) * inv_std;
+            const float y = normalised * scale + bias;
+            x[i] = raw;
+            x_norm[i] = normalised;
+            act[i] = y;
+            out[i] = y;
+        }
+        dn_activate_array(out, spatial, l->activation);
+    }
+}
+
+static void normalize_batch(dn_layer *l, int n, int threads)
+{
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int f = 0; f < l->filters; ++f) normalize_filter(l, f, n);
 }
 
 /* The adjoint of normalize_batch: turns l->delta from -dL/d(normalised output) into
  * -dL/d(convolution result), accumulating the scale and bias updates. */
-static void normalize_batch_backward(dn_layer *l, int n, int threads)
+DN_HOT static void normalize_filter_backward(dn_layer *l, int f, int n)
 {
     const size_t spatial = (size_t)l->out_h * l->out_w;
     const float count = (float)((size_t)n * spatial);
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int f = 0; f < l->filters; ++f) {
-        double bias_sum = 0, scale_sum = 0;
-        for (int b = 0; b < n; ++b) {
-            const size_t offset = (size_t)b * l->outputs + f * spatial;
+    double bias_sum = 0, scale_sum = 0;
+    for (int b = 0; b < n; ++b) {
+        const size_t offset = (size_t)b * l->outputs + f * spatial;
 #pragma omp simd reduction(+ : bias_sum, scale_sum)
-            for (size_t i = 0; i < spatial; ++i) {
-                bias_sum += l->delta[offset + i];
-                scale_sum += (double)l->delta[offset + i] * l->bn_x_norm[offset + i];
-            }
-        }
-        l->bias_updates[f] += (float)bias_sum;
-        l->scale_updates[f] += (float)scale_sum;
-        const float inv_std = 1.0f / sqrtf(l->bn_variance[f] + BN_EPSILON);
-        double mean_delta = 0, variance_delta = 0;
-        for (int b = 0; b < n; ++b) {
-            const size_t offset = (size_t)b * l->outputs + f * spatial;
-#pragma omp simd reduction(+ : mean_delta, variance_delta)
-            for (size_t i = 0; i < spatial; ++i) {
-                const float d = l->delta[offset + i] * l->scales[f];
-                mean_delta += d;
-                variance_delta += (double)d * (l->bn_x[offset + i] - l->bn_mean[f]);
-            }
-        }
-        const float mean_term = (float)(-mean_delta * inv_std) / count;
-        const float variance_term = (float)(variance_delta * -0.5 * pow(l->bn_variance[f] + BN_EPSILON, -1.5)) * 2.0f / count;
-        for (int b = 0; b < n; ++b) {
-            const size_t offset = (size_t)b * l->outputs + f * spatial;
-#pragma omp simd
-            for (size_t i = 0; i < spatial; ++i) {
-                const float d = l->delta[offset + i] * l->scales[f];
-                l->delta[offset + i] = d * inv_std + variance_term * (l->bn_x[offset + i] - l->bn_mean[f]) + mean_term;
-            }
+        for (size_t i = 0; i < spatial; ++i) {
+            bias_sum += l->delta[offset + i];
+            scale_sum += (double)l->delta[offset + i] * l->bn_x_norm[offset + i];
         }
     }
+    l->bias_updates[f] += (float)bias_sum;
+    l->scale_updates[f] += (float)scale_sum;
+    const float inv_std = 1.0f / sqrtf(l->bn_variance[f] + BN_EPSILON);
+    double mean_delta = 0, variance_delta = 0;
+    for (int b = 0; b < n; ++b) {
+        const size_t offset = (size_t)b * l->outputs + f * spatial;
+#pragma omp simd reduction(+ : mean_delta, variance_delta)
+        for (size_t i = 0; i < spatial; ++i) {
+            const float d = l->delta[offset + i] * l->scales[f];
+            mean_delta += d;
+            variance_delta += (double)d * (l->bn_x[offset + i] - l->bn_mean[f]);
+        }
+    }
+    const float mean_term = (float)(-mean_delta * inv_std) / count;
+    const float variance_term = (float)(variance_delta * -0.5 * pow(l->bn_variance[f] + BN_EPSILON, -1.5)) * 2.0f / count;
+    for (int b = 0; b < n; ++b) {
+        const size_t offset = (size_t)b * l->outputs + f * spatial;
+#pragma omp simd
+        for (size_t i = 0; i < spatial; ++i) {
+            const float d = l->delta[offset + i] * l->scales[f];
+            l->delta[offset + i] = d * inv_std + variance_term * (l->bn_x[offset + i] - l->bn_mean[f]) + mean_term;
+        }
+    }
+}
+
+static void normalize_batch_backward(dn_layer *l, int n, int threads)
+{
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int f = 0; f < l->filters; ++f) normalize_filter_backward(l, f, n);
 }
 
 /* Weights per chunk when the threads' private gradients are added up. */
