@@ -28,7 +28,7 @@
 #ifndef DN_WINO_MIN_CHANNELS
 #define DN_WINO_MIN_CHANNELS 32
 #endif
-#define DN_WINO_MIN_TILES 16 /* ... and below this many tiles (13x13 outputs give 16) the padding of
+#define DN_WINO_MIN_TILES 4 /* ... and below this many tiles (13x13 outputs give 16) the padding of
                               * the last tiles wastes most of the gain */
 
 static int tiles_across(const dn_layer *l) { return (l->out_w + DN_WINO_OUT - 1) / DN_WINO_OUT; }
@@ -44,18 +44,30 @@ int dn_winograd_applies(const dn_layer *l)
     return tile_count(l) >= DN_WINO_MIN_TILES;
 }
 
-/* Tiles per block: V and M of a block fit DN_WINO_BLOCK_FLOATS, and one image still gives every
- * thread a block. Depends on the layer and the thread count, never on the batch. */
-static int block_tiles(const dn_layer *l, int threads)
+/*
+ * Blocks are runs of the batch's tiles (image after image: tile g is tile g % tiles of image
+ * g / tiles), so that small maps fill the GEMMs with several images. Every output value is the
+ * same sum whatever else shares its block, so an image's result depends neither on the batch
+ * nor on the blocking.
+ *
+ * The most tiles of a block: its V and M fit DN_WINO_BLOCK_FLOATS (the workspace is sized for it).
+ */
+static int most_block_tiles(const dn_layer *l)
 {
-    const int tiles = tile_count(l);
-    size_t per_tile = (size_t)DN_WINO_POINTS * (l->c + l->filters);
-    size_t count = DN_WINO_BLOCK_FLOATS / per_tile;
-    const size_t share = ((size_t)tiles + threads - 1) / threads;
-    if (count > share) count = share;
-    count = (count + DN_GEMM_NR - 1) / DN_GEMM_NR * DN_GEMM_NR;
-    if (count < DN_GEMM_NR) count = DN_GEMM_NR;
-    return count > (size_t)tiles ? tiles : (int)count;
+    size_t count = DN_WINO_BLOCK_FLOATS / ((size_t)DN_WINO_POINTS * (l->c + l->filters));
+    count = count / DN_GEMM_NR * DN_GEMM_NR;
+    return count < DN_GEMM_NR ? DN_GEMM_NR : (int)count;
+}
+
+/* Tiles per block for n images: at most most_block_tiles, and few enough that every thread
+ * gets a block. */
+static int block_tiles(const dn_layer *l, int threads, int n)
+{
+    const long total = (long)n * tile_count(l);
+    long share = (total + threads - 1) / threads;
+    share = (share + DN_GEMM_NR - 1) / DN_GEMM_NR * DN_GEMM_NR;
+    const int most = most_block_tiles(l);
+    return share < most ? (int)share : most;
 }
 
 /* One point's V (c x block tiles, in dn_gemm_packed's B panels) and M (filters x block tiles). */
@@ -67,25 +79,28 @@ static size_t block_floats(const dn_layer *l, int per_block)
 }
 
 /*
- * Scratch per thread. The input transform copies one channel at a time into a zero-bordered
- * plane covering every tile's 6x6 patch ((4 tiles_y + 2) x (4 tiles_x + 2) floats), so that each
- * tile reads its patch at one offset with no bounds checks, and keeps those offsets (one int per
- * tile of the block, rounded up to whole panels). The output transform needs 16 rows of
- * tiles_x + 1 floats.
+ * Scratch per thread. The input transform copies one channel at a time of each image of the
+ * block into a zero-bordered plane covering every tile's 6x6 patch ((4 tiles_y + 2) x
+ * (4 tiles_x + 2) floats, one such slot per image), so that each tile reads its patch at one
+ * offset with no bounds checks, and keeps those offsets (one int per tile of the block, rounded
+ * up to whole panels). The output transform needs 16 rows of tiles_x + 1 floats.
  */
 static int padded_width(const dn_layer *l) { return DN_WINO_OUT * tiles_across(l) + 2; }
 static int padded_height(const dn_layer *l) { return DN_WINO_OUT * ((l->out_h + DN_WINO_OUT - 1) / DN_WINO_OUT) + 2; }
+static size_t slot_floats(const dn_layer *l) { return (size_t)padded_width(l) * padded_height(l); }
+/* images a run of per_block tiles can touch */
+static int block_images(const dn_layer *l, int per_block) { return per_block / tile_count(l) + 2; }
 static size_t scratch_floats(const dn_layer *l, int per_block)
 {
-    const size_t inputs = (size_t)padded_width(l) * padded_height(l) + dn_packed_b_floats(1, per_block);
+    const size_t inputs = (size_t)block_images(l, per_block) * slot_floats(l) + dn_packed_b_floats(1, per_block);
     const size_t outputs = (size_t)DN_WINO_OUT * DN_WINO_OUT * (tiles_across(l) + 1);
     return inputs > outputs ? inputs : outputs;
 }
 
-/* Per thread in the block-per-thread schedule: V and M of a block, then the scratch. */
-static size_t thread_floats(const dn_layer *l, int threads)
+/* Per thread in the block-per-thread schedule: V and M of the largest block, then the scratch. */
+static size_t thread_floats(const dn_layer *l)
 {
-    const int per_block = block_tiles(l, threads);
+    const int per_block = most_block_tiles(l);
     return block_floats(l, per_block) + scratch_floats(l, per_block);
 }
 
@@ -97,7 +112,7 @@ size_t dn_winograd_workspace(const dn_layer *l, int threads)
     /* the all-threads-per-block schedule needs one V and M and every thread's scratch: less. The
      * backward view swaps channels and filters, which moves V's panel padding. */
     const dn_layer view = backward_view(l);
-    const size_t forward = thread_floats(l, threads), backward = thread_floats(&view, threads);
+    const size_t forward = thread_floats(l), backward = thread_floats(&view);
     return (size_t)threads * (forward > backward ? forward : backward);
 }
 
@@ -123,19 +138,82 @@ DN_HOT static void transform_kernel_row(const dn_layer *l, float *kernels, int r
 {
     const int rows = turned ? l->c : l->filters, columns = turned ? l->filters : l->c;
     const size_t point = dn_packed_a_floats(rows, columns);
-    float *u = kernels + (size_t)(row / DN_GEMM_MR) * DN_GEMM_MR * columns + row % DN_GEMM_MR;
-    for (int col = 0; col < columns; ++col) {
-        const float *w = l->weights + (turned ? (size_t)col * l->c + row : (size_t)row * l->c + col) * 9;
-        float g[9];
-        for (int e = 0; e < 9; ++e) g[e] = w[turned ? 8 - e : e];
-        float t[DN_WINO_IN][3]; /* G g */
-        for (int j = 0; j < 3; ++j)
-            DN_WINO_G(g[j], g[3 + j], g[6 + j], t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j]);
+    float *restrict u = kernels + (size_t)(row / DN_GEMM_MR) * DN_GEMM_MR * columns + row % DN_GEMM_MR;
+    /* kernel (row, col) at w + col * col_step, its taps e at + e * tap_step (turned: reversed) */
+    const float *w = l->weights + (turned ? (size_t)row * 9 + 8 : (size_t)row * l->c * 9);
+    const size_t col_step = turned ? (size_t)l->c * 9 : 9;
+    const long tap_step = turned ? -1 : 1;
+#pragma omp simd
+    for (int col = 0; col < columns; ++col) { /* straight-line code: the columns are the vector lanes */
+        const float *g = w + (size_t)col * col_step;
+#define W(e) g[(e) * tap_step]
+        float t00, t10, t20, t30, t40, t50;
+        DN_WINO_G(W(0), W(3), W(6), t00, t10, t20, t30, t40, t50); /* G g */
+        float t01, t11, t21, t31, t41, t51;
+        DN_WINO_G(W(1), W(4), W(7), t01, t11, t21, t31, t41, t51); /* G g */
+        float t02, t12, t22, t32, t42, t52;
+        DN_WINO_G(W(2), W(5), W(8), t02, t12, t22, t32, t42, t52); /* G g */
+#undef W
         float *uc = u + (size_t)col * DN_GEMM_MR;
-        for (int i = 0; i < DN_WINO_IN; ++i) { /* (G g) G^T */
-            float r[DN_WINO_IN];
-            DN_WINO_G(t[i][0], t[i][1], t[i][2], r[0], r[1], r[2], r[3], r[4], r[5]);
-            for (int j = 0; j < DN_WINO_IN; ++j) uc[(size_t)(i * DN_WINO_IN + j) * point] = r[j];
+        { /* (G g) G^T, row 0 */
+            float r0, r1, r2, r3, r4, r5;
+            DN_WINO_G(t00, t01, t02, r0, r1, r2, r3, r4, r5);
+            uc[(size_t)(0) * point] = r0;
+            uc[(size_t)(1) * point] = r1;
+            uc[(size_t)(2) * point] = r2;
+            uc[(size_t)(3) * point] = r3;
+            uc[(size_t)(4) * point] = r4;
+            uc[(size_t)(5) * point] = r5;
+        }
+        { /* (G g) G^T, row 1 */
+            float r0, r1, r2, r3, r4, r5;
+            DN_WINO_G(t10, t11, t12, r0, r1, r2, r3, r4, r5);
+            uc[(size_t)(6) * point] = r0;
+            uc[(size_t)(7) * point] = r1;
+            uc[(size_t)(8) * point] = r2;
+            uc[(size_t)(9) * point] = r3;
+            uc[(size_t)(10) * point] = r4;
+            uc[(size_t)(11) * point] = r5;
+        }
+        { /* (G g) G^T, row 2 */
+            float r0, r1, r2, r3, r4, r5;
+            DN_WINO_G(t20, t21, t22, r0, r1, r2, r3, r4, r5);
+            uc[(size_t)(12) * point] = r0;
+            uc[(size_t)(13) * point] = r1;
+            uc[(size_t)(14) * point] = r2;
+            uc[(size_t)(15) * point] = r3;
+            uc[(size_t)(16) * point] = r4;
+            uc[(size_t)(17) * point] = r5;
+        }
+        { /* (G g) G^T, row 3 */
+            float r0, r1, r2, r3, r4, r5;
+            DN_WINO_G(t30, t31, t32, r0, r1, r2, r3, r4, r5);
+            uc[(size_t)(18) * point] = r0;
+            uc[(size_t)(19) * point] = r1;
+            uc[(size_t)(20) * point] = r2;
+            uc[(size_t)(21) * point] = r3;
+            uc[(size_t)(22) * point] = r4;
+            uc[(size_t)(23) * point] = r5;
+        }
+        { /* (G g) G^T, row 4 */
+            float r0, r1, r2, r3, r4, r5;
+            DN_WINO_G(t40, t41, t42, r0, r1, r2, r3, r4, r5);
+            uc[(size_t)(24) * point] = r0;
+            uc[(size_t)(25) * point] = r1;
+            uc[(size_t)(26) * point] = r2;
+            uc[(size_t)(27) * point] = r3;
+            uc[(size_t)(28) * point] = r4;
+            uc[(size_t)(29) * point] = r5;
+        }
+        { /* (G g) G^T, row 5 */
+            float r0, r1, r2, r3, r4, r5;
+            DN_WINO_G(t50, t51, t52, r0, r1, r2, r3, r4, r5);
+            uc[(size_t)(30) * point] = r0;
+            uc[(size_t)(31) * point] = r1;
+            uc[(size_t)(32) * point] = r2;
+            uc[(size_t)(33) * point] = r3;
+            uc[(size_t)(34) * point] = r4;
+            uc[(size_t)(35) * point] = r5;
         }
     }
 }
@@ -243,46 +321,76 @@ __attribute__((always_inline)) static inline void transform_patches(const float 
     }
 }
 
-/* V for tiles [first, first + count) of one image and channels [c0, c1), p = 6 * row + column
- * of the 6x6: point p is a c x count matrix in dn_gemm_packed's B panels, v_point floats apart
+/* The images of the batch's tiles [g0, g0 + count), each with the run of its tiles there:
+ * *first and *end (tiles of the image), *at (position in the block). Returns 0 past the last. */
+static int block_image(const dn_layer *l, long g0, int count, int index, int *image, int *first, int *end, int *at)
+{
+    const int tiles = tile_count(l);
+    const long b = g0 / tiles + index, g_end = g0 + count;
+    const long start = b * tiles > g0 ? b * tiles : g0, stop = (b + 1) * tiles < g_end ? (b + 1) * tiles : g_end;
+    if (start >= stop) return 0;
+    *image = (int)b;
+    *first = (int)(start - b * tiles);
+    *end = (int)(stop - b * tiles);
+    *at = (int)(start - g0);
+    return 1;
+}
+
+/* Offsets of the block's tiles into the image slots of `scratch` (`lanes` of them: past count,
+ * the first tile again, finite and never read back), with slot rows `width` floats apart. */
+static int *tile_offsets(const dn_layer *l, long g0, int count, int lanes, int width, float *scratch, int images)
+{
+    const int tiles = tile_count(l), tiles_x = tiles_across(l);
+    int *offsets = (int *)(scratch + (size_t)images * slot_floats(l));
+    for (int t = 0; t < lanes; ++t) {
+        const long g = g0 + (t < count ? t : 0);
+        const int tile = (int)(g % tiles);
+        offsets[t] = (int)((g / tiles - g0 / tiles) * (long)slot_floats(l)) +
+                     DN_WINO_OUT * (tile / tiles_x) * width + DN_WINO_OUT * (tile % tiles_x);
+    }
+    return offsets;
+}
+
+/* V for the batch's tiles [g0, g0 + count) and channels [c0, c1), p = 6 * row + column of the
+ * 6x6: point p is a c x count matrix in dn_gemm_packed's B panels, v_point floats apart
  * (depth_major: a count x c matrix, the tiles as the GEMM's depth, for the weight gradient).
  * The tiles of a panel are the vector lanes (the patch reads become gathers). */
-DN_HOT static void transform_inputs(const dn_layer *l, const float *im, int first, int count, int c0, int c1,
+DN_HOT static void transform_inputs(const dn_layer *l, const float *input, long g0, int count, int c0, int c1,
                                     float *v, size_t v_point, int depth_major, float *scratch)
 {
     const int h = l->h, w = l->w, tiles_x = tiles_across(l);
-    const int pw = padded_width(l);
-    float *padded = scratch;
-    int *offsets = (int *)(scratch + (size_t)pw * padded_height(l)); /* after the plane's room */
+    const int pw = padded_width(l), ph = padded_height(l);
     const int lanes = (count + DN_GEMM_NR - 1) / DN_GEMM_NR * DN_GEMM_NR;
-    /* only the padded rows of this block's tile rows: input rows 4 ty0 - 1 .. 4 ty1 + 4 */
-    const int ty0 = first / tiles_x, ty1 = (first + count - 1) / tiles_x;
-    const int y0 = DN_WINO_OUT * ty0 - 1, rows = DN_WINO_OUT * (ty1 - ty0) + DN_WINO_IN;
-    for (int t = 0; t < lanes; ++t) { /* past count: tile 0 again, finite and never read back */
-        const int tile = first + (t < count ? t : 0);
-        offsets[t] = DN_WINO_OUT * (tile / tiles_x - ty0) * pw + DN_WINO_OUT * (tile % tiles_x);
-    }
+    const int *offsets = tile_offsets(l, g0, count, lanes, pw, scratch, block_images(l, count));
     const int channels = l->c;
-    for (int r = 0; r < rows; ++r) /* the rows outside the input stay 0 for every channel */
-        if (y0 + r < 0 || y0 + r >= h) memset(padded + (size_t)r * pw, 0, sizeof(float) * (size_t)pw);
+    int image, first, end, at;
+    /* the slot rows outside the input stay 0 for every channel (padded row r is input row r - 1) */
+    for (int k = 0; block_image(l, g0, count, k, &image, &first, &end, &at); ++k) {
+        float *slot = scratch + (size_t)k * slot_floats(l);
+        memset(slot, 0, sizeof(float) * (size_t)pw);
+        for (int r = h + 1; r < ph; ++r) memset(slot + (size_t)r * pw, 0, sizeof(float) * (size_t)pw);
+    }
     for (int c = c0; c < c1; ++c) {
-        const float *plane = im + (size_t)c * h * w;
-        for (int r = 0; r < rows; ++r) {
-            const int y = y0 + r;
-            if (y < 0 || y >= h) continue;
-            float *row = padded + (size_t)r * pw;
-            row[0] = 0.0f;
-            memcpy(row + 1, plane + (size_t)y * w, sizeof(float) * (size_t)w);
-            for (int x = w + 1; x < pw; ++x) row[x] = 0.0f;
+        /* each image's rows under its tiles of the block: input rows 4 ty0 - 1 .. 4 ty1 + 4 */
+        for (int k = 0; block_image(l, g0, count, k, &image, &first, &end, &at); ++k) {
+            const float *plane = input + (size_t)image * l->inputs + (size_t)c * h * w;
+            float *slot = scratch + (size_t)k * slot_floats(l);
+            const int y0 = DN_WINO_OUT * (first / tiles_x) - 1, y1 = DN_WINO_OUT * ((end - 1) / tiles_x) + 4;
+            for (int y = y0 > 0 ? y0 : 0; y <= y1 && y < h; ++y) {
+                float *row = slot + (size_t)(y + 1) * pw;
+                row[0] = 0.0f;
+                memcpy(row + 1, plane + (size_t)y * w, sizeof(float) * (size_t)w);
+                for (int x = w + 1; x < pw; ++x) row[x] = 0.0f;
+            }
         }
         if (!depth_major) {
             for (int t = 0; t < lanes; t += DN_GEMM_NR)
-                transform_patches(padded, pw, offsets + t, DN_GEMM_NR,
+                transform_patches(scratch, pw, offsets + t, DN_GEMM_NR,
                                   v + (size_t)t * channels + (size_t)c * DN_GEMM_NR, v_point, 1);
             continue;
         }
         for (int t = 0; t < count; t += DN_GEMM_NR) /* tiles as the depth: c's lane of B panel c / NR */
-            transform_patches(padded, pw, offsets + t, count - t < DN_GEMM_NR ? count - t : DN_GEMM_NR,
+            transform_patches(scratch, pw, offsets + t, count - t < DN_GEMM_NR ? count - t : DN_GEMM_NR,
                               v + (size_t)(c / DN_GEMM_NR) * DN_GEMM_NR * count + (size_t)t * DN_GEMM_NR +
                                   c % DN_GEMM_NR,
                               v_point, DN_GEMM_NR);
@@ -307,25 +415,25 @@ typedef enum {
     DN_WINO_ADD       /* added to what is there (the backward pass into input_delta) */
 } dn_wino_mode;
 
-/* Y = A^T m A for filters [f0, f1) and every tile of the block, into the image's output as
- * `mode` says. */
-DN_HOT static void transform_outputs(const dn_layer *l, const float *m, int first, int count, int f0, int f1,
-                                     float *out, float *act_input, dn_wino_mode mode, float *scratch)
+/* Y = A^T m A for filter f and tiles [first, first + count) of one image (columns of m, rows ld
+ * apart), into the image's output as `mode` says. */
+DN_HOT static void transform_outputs_image(const dn_layer *l, const float *m, int ld, int first, int count, int f,
+                                           float *out, float *act_input, dn_wino_mode mode, float *scratch)
 {
     const int oh = l->out_h, ow = l->out_w, tiles_x = tiles_across(l), stride = tiles_x + 1;
-    const size_t point = (size_t)l->filters * count;
+    const size_t point = (size_t)l->filters * ld;
     const size_t plane = (size_t)oh * ow;
     float *y[DN_WINO_OUT * DN_WINO_OUT]; /* y[4i + j][k]: output (4ty + i, 4tx + j) of tile k */
     for (int q = 0; q < DN_WINO_OUT * DN_WINO_OUT; ++q) y[q] = scratch + (size_t)q * stride;
     const int end = first + count;
-    for (int f = f0; f < f1; ++f) {
+    {
         float mul = 1.0f, add = 0.0f;
         if (mode == DN_WINO_EPILOGUE) dn_convolutional_affine(l, f, &mul, &add);
         for (int t0 = first; t0 < end;) {
             const int ty = t0 / tiles_x, tx0 = t0 % tiles_x;
             const int tx1 = end - t0 < tiles_x - tx0 ? tx0 + (end - t0) : tiles_x;
             const int n = tx1 - tx0;
-            const float *restrict src = m + (size_t)f * count + (t0 - first);
+            const float *restrict src = m + (size_t)f * ld + (t0 - first);
 #pragma omp simd
             for (int k = 0; k < n; ++k) {
                 float t[DN_WINO_OUT][DN_WINO_IN]; /* A^T m */
@@ -379,36 +487,46 @@ DN_HOT static void transform_outputs(const dn_layer *l, const float *m, int firs
     }
 }
 
-/* Blocks of one image at a time, each shared by all threads: the transforms split the channels
- * and the filters, the GEMMs the 36 points. For batches with fewer blocks than threads. */
-static void run_shared_blocks(const dn_layer *l, struct dn_network *net, const float *input, float *output, int n,
-                              dn_wino_mode mode)
+/* Y for filters [f0, f1) and the batch's tiles [g0, g0 + count), into each image's output. */
+static void transform_outputs(const dn_layer *l, const float *m, long g0, int count, int f0, int f1, float *output,
+                              float *act_input, dn_wino_mode mode, float *scratch)
 {
-    const int threads = net->threads, tiles = tile_count(l), per_block = block_tiles(l, threads);
+    int image, first, end, at;
+    for (int k = 0; block_image(l, g0, count, k, &image, &first, &end, &at); ++k) {
+        const size_t offset = (size_t)image * l->outputs;
+        for (int f = f0; f < f1; ++f)
+            transform_outputs_image(l, m + at, count, first, end - first, f, output + offset,
+                                    act_input ? act_input + offset : NULL, mode, scratch);
+    }
+}
+
+/* Blocks one at a time, each shared by all threads: the transforms split the channels and the
+ * filters, the GEMMs the 36 points. For batches with fewer blocks than threads. */
+static void run_shared_blocks(const dn_layer *l, struct dn_network *net, const float *input, float *output, int n,
+                              int per_block, dn_wino_mode mode)
+{
+    const int threads = net->threads;
+    const long total = (long)n * tile_count(l);
     const int in = l->c, out = l->filters;
     const size_t v_point = v_point_floats(l, per_block), m_point = m_point_floats(l, per_block);
     const size_t u_point = dn_packed_a_floats(out, in);
     float *v = net->workspace, *m = v + DN_WINO_POINTS * v_point;
     float *scratch = m + DN_WINO_POINTS * m_point;
     const size_t scratch_each = scratch_floats(l, per_block);
-    for (int b = 0; b < n; ++b) {
-        const float *im = input + (size_t)b * l->inputs;
-        float *act = (mode == DN_WINO_EPILOGUE && net->train) ? l->act_input + (size_t)b * l->outputs : NULL;
-        for (int first = 0; first < tiles; first += per_block) {
-            const int count = tiles - first < per_block ? tiles - first : per_block;
+    float *act = (mode == DN_WINO_EPILOGUE && net->train) ? l->act_input : NULL;
+    for (long g0 = 0; g0 < total; g0 += per_block) {
+        const int count = total - g0 < per_block ? (int)(total - g0) : per_block;
 #pragma omp parallel num_threads(threads)
-            {
-                float *mine = scratch + (size_t)dn_thread_index() * scratch_each;
+        {
+            float *mine = scratch + (size_t)dn_thread_index() * scratch_each;
 #pragma omp for schedule(static)
-                for (int c = 0; c < in; ++c) transform_inputs(l, im, first, count, c, c + 1, v, v_point, 0, mine);
+            for (int c = 0; c < in; ++c) transform_inputs(l, input, g0, count, c, c + 1, v, v_point, 0, mine);
 #pragma omp for schedule(dynamic, 1)
-                for (int p = 0; p < DN_WINO_POINTS; ++p)
-                    dn_gemm_packed(out, count, in, l->winograd_kernels + p * u_point, v + p * v_point,
-                                   m + (size_t)p * out * count, count);
+            for (int p = 0; p < DN_WINO_POINTS; ++p)
+                dn_gemm_packed(out, count, in, l->winograd_kernels + p * u_point, v + p * v_point,
+                               m + (size_t)p * out * count, count);
 #pragma omp for schedule(static)
-                for (int f = 0; f < out; ++f)
-                    transform_outputs(l, m, first, count, f, f + 1, output + (size_t)b * l->outputs, act, mode, mine);
-            }
+            for (int f = 0; f < out; ++f) transform_outputs(l, m, g0, count, f, f + 1, output, act, mode, mine);
         }
     }
 }
@@ -418,33 +536,31 @@ static void run_shared_blocks(const dn_layer *l, struct dn_network *net, const f
 static void run(const dn_layer *l, struct dn_network *net, const float *input, float *output, int n, dn_wino_mode mode)
 {
     const int threads = net->threads;
-    const int tiles = tile_count(l);
-    const int per_block = block_tiles(l, threads);
-    const int blocks = (tiles + per_block - 1) / per_block;
-    const long tasks = (long)n * blocks;
-    if (threads > 1 && tasks < threads) {
-        run_shared_blocks(l, net, input, output, n, mode);
+    const long total = (long)n * tile_count(l);
+    const int per_block = block_tiles(l, threads, n);
+    const long blocks = (total + per_block - 1) / per_block;
+    if (threads > 1 && blocks < threads) {
+        run_shared_blocks(l, net, input, output, n, per_block, mode);
         return;
     }
     const int in = l->c, out = l->filters;
-    const size_t per_thread = thread_floats(l, threads);
+    const size_t per_thread = thread_floats(l);
     const size_t v_point = v_point_floats(l, per_block), m_point = m_point_floats(l, per_block);
     const size_t u_point = dn_packed_a_floats(out, in);
+    float *act = (mode == DN_WINO_EPILOGUE && net->train) ? l->act_input : NULL;
 
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (tasks > 1)
-    for (long task = 0; task < tasks; ++task) {
-        const int b = (int)(task / blocks);
-        const int first = (int)(task % blocks) * per_block;
-        const int count = tiles - first < per_block ? tiles - first : per_block;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (blocks > 1)
+    for (long block = 0; block < blocks; ++block) {
+        const long g0 = block * per_block;
+        const int count = total - g0 < per_block ? (int)(total - g0) : per_block;
         float *v = net->workspace + (size_t)dn_thread_index() * per_thread;
         float *m = v + DN_WINO_POINTS * v_point;
         float *scratch = m + DN_WINO_POINTS * m_point;
-        transform_inputs(l, input + (size_t)b * l->inputs, first, count, 0, in, v, v_point, 0, scratch);
+        transform_inputs(l, input, g0, count, 0, in, v, v_point, 0, scratch);
         for (int p = 0; p < DN_WINO_POINTS; ++p)
             dn_gemm_packed(out, count, in, l->winograd_kernels + p * u_point, v + p * v_point,
                            m + (size_t)p * out * count, count);
-        float *act = (mode == DN_WINO_EPILOGUE && net->train) ? l->act_input + (size_t)b * l->outputs : NULL;
-        transform_outputs(l, m, first, count, 0, out, output + (size_t)b * l->outputs, act, mode, scratch);
+        transform_outputs(l, m, g0, count, 0, out, output, act, mode, scratch);
     }
 }
 
@@ -506,32 +622,30 @@ void dn_winograd_backward_data(dn_layer *l, struct dn_network *net, const float 
 /* The output-gradient plane of one filter, zero past the map, is (4 tiles_y) x (4 tiles_x). */
 static int delta_width(const dn_layer *l) { return DN_WINO_OUT * tiles_across(l); }
 
-/* dM = A delta A^T for filters [f0, f1) and tiles [first, first + count) of one image: point p
- * is a filters x count matrix in dn_gemm_packed's A panels (the tiles as the depth). */
-DN_HOT static void transform_output_grads(const dn_layer *l, const float *delta, int first, int count, int f0, int f1,
+/* dM = A delta A^T for filters [f0, f1) and the batch's tiles [g0, g0 + count): point p is a
+ * filters x count matrix in dn_gemm_packed's A panels (the tiles as the depth). */
+DN_HOT static void transform_output_grads(const dn_layer *l, const float *delta, long g0, int count, int f0, int f1,
                                           float *dm, size_t dm_point, float *scratch)
 {
     const int oh = l->out_h, ow = l->out_w, tiles_x = tiles_across(l), dw = delta_width(l);
-    const int ty0 = first / tiles_x, ty1 = (first + count - 1) / tiles_x;
-    const int rows = DN_WINO_OUT * (ty1 - ty0 + 1);
-    float *padded = scratch;
-    int *offsets = (int *)(scratch + (size_t)padded_width(l) * padded_height(l));
-    for (int t = 0; t < count; ++t) {
-        const int tile = first + t;
-        offsets[t] = DN_WINO_OUT * (tile / tiles_x - ty0) * dw + DN_WINO_OUT * (tile % tiles_x);
-    }
+    const int *offsets = tile_offsets(l, g0, count, count, dw, scratch, block_images(l, count));
+    int image, first, end, at;
     for (int f = f0; f < f1; ++f) {
-        const float *plane = delta + (size_t)f * oh * ow;
-        for (int r = 0; r < rows; ++r) {
-            const int y = DN_WINO_OUT * ty0 + r;
-            float *row = padded + (size_t)r * dw;
-            if (y >= oh) {
-                memset(row, 0, sizeof(float) * (size_t)dw);
-                continue;
+        for (int k = 0; block_image(l, g0, count, k, &image, &first, &end, &at); ++k) {
+            const float *plane = delta + (size_t)image * l->outputs + (size_t)f * oh * ow;
+            float *slot = scratch + (size_t)k * slot_floats(l);
+            const int y0 = DN_WINO_OUT * (first / tiles_x), y1 = DN_WINO_OUT * ((end - 1) / tiles_x) + 3;
+            for (int y = y0; y <= y1; ++y) {
+                float *row = slot + (size_t)y * dw;
+                if (y >= oh) {
+                    memset(row, 0, sizeof(float) * (size_t)dw);
+                    continue;
+                }
+                memcpy(row, plane + (size_t)y * ow, sizeof(float) * (size_t)ow);
+                for (int x = ow; x < dw; ++x) row[x] = 0.0f;
             }
-            memcpy(row, plane + (size_t)y * ow, sizeof(float) * (size_t)ow);
-            for (int x = ow; x < dw; ++x) row[x] = 0.0f;
         }
+        const float *padded = scratch;
         float *dst = dm + (size_t)(f / DN_GEMM_MR) * DN_GEMM_MR * count + f % DN_GEMM_MR;
 #pragma omp simd
         for (int t = 0; t < count; ++t) {
@@ -544,17 +658,17 @@ DN_HOT static void transform_output_grads(const dn_layer *l, const float *delta,
             DN_WINO_A(D(0, 2), D(1, 2), D(2, 2), D(3, 2), e02, e12, e22, e32, e42, e52);
             DN_WINO_A(D(0, 3), D(1, 3), D(2, 3), D(3, 3), e03, e13, e23, e33, e43, e53);
 #undef D
-            float *at = dst + (size_t)t * DN_GEMM_MR;
+            float *cell = dst + (size_t)t * DN_GEMM_MR;
 #define ROW(i, a, b, c, d)                                                                                   \
     do {                                                                                                     \
         float r0, r1, r2, r3, r4, r5;                                                                        \
         DN_WINO_A(a, b, c, d, r0, r1, r2, r3, r4, r5);                                                       \
-        at[(size_t)(6 * (i)) * dm_point] = r0;                                                               \
-        at[(size_t)(6 * (i) + 1) * dm_point] = r1;                                                           \
-        at[(size_t)(6 * (i) + 2) * dm_point] = r2;                                                           \
-        at[(size_t)(6 * (i) + 3) * dm_point] = r3;                                                           \
-        at[(size_t)(6 * (i) + 4) * dm_point] = r4;                                                           \
-        at[(size_t)(6 * (i) + 5) * dm_point] = r5;                                                           \
+        cell[(size_t)(6 * (i)) * dm_point] = r0;                                                               \
+        cell[(size_t)(6 * (i) + 1) * dm_point] = r1;                                                           \
+        cell[(size_t)(6 * (i) + 2) * dm_point] = r2;                                                           \
+        cell[(size_t)(6 * (i) + 3) * dm_point] = r3;                                                           \
+        cell[(size_t)(6 * (i) + 4) * dm_point] = r4;                                                           \
+        cell[(size_t)(6 * (i) + 5) * dm_point] = r5;                                                           \
     } while (0)
             ROW(0, e00, e01, e02, e03);
             ROW(1, e10, e11, e12, e13);
@@ -573,11 +687,9 @@ DN_HOT static void transform_output_grads(const dn_layer *l, const float *delta,
 #define DN_WINO_GRAD_BLOCK_FLOATS ((size_t)4 * 1024 * 1024) /* 16 MiB */
 static int grad_block_tiles(const dn_layer *l)
 {
-    const int tiles = tile_count(l);
     size_t count = DN_WINO_GRAD_BLOCK_FLOATS / ((size_t)DN_WINO_POINTS * (l->c + l->filters));
     count = count / DN_GEMM_NR * DN_GEMM_NR;
-    if (count < DN_GEMM_NR) count = DN_GEMM_NR;
-    return count > (size_t)tiles ? tiles : (int)count;
+    return count < DN_GEMM_NR ? DN_GEMM_NR : (int)count;
 }
 
 /* Parts of net->winograd_grads: dU (36 x filters x c, row-major), then V (36 points, tiles as the
@@ -594,35 +706,46 @@ size_t dn_winograd_grads_floats(const dn_layer *l, int threads)
            (size_t)threads * scratch_floats(l, per_block);
 }
 
-/* weight_updates[o][c] += G^T dU[o][c] G for filters [f0, f1), in double. */
-static void add_kernel_gradients(dn_layer *l, const float *du, int f0, int f1)
+/* G^T applied to six values: three (G's zeros left out). */
+#define DN_WINO_GT(x0, x1, x2, x3, x4, x5, y0, y1, y2)                                  \
+    do {                                                                                \
+        const float sum12 = (x1) + (x2), sum34 = (x3) + (x4);                           \
+        y0 = (x0) * 0.25f - sum12 * (1.0f / 6) + sum34 * (1.0f / 24);                   \
+        y1 = ((x2) - (x1)) * (1.0f / 6) + ((x3) - (x4)) * (1.0f / 12);                  \
+        y2 = (sum34 - sum12) * (1.0f / 6) + (x5);                                       \
+    } while (0)
+
+/* weight_updates[o][c] += G^T dU[o][c] G for filter o, the channels as the vector lanes. */
+DN_HOT static void add_kernel_gradients(dn_layer *l, const float *du, int o)
 {
-    static const double G[DN_WINO_IN][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                            {-1.0 / 6, 1.0 / 6, -1.0 / 6}, {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                            {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
     const size_t point = du_point_floats(l);
-    for (int o = f0; o < f1; ++o)
-        for (int c = 0; c < l->c; ++c) {
-            const float *d = du + (size_t)o * l->c + c;
-            double t[3][DN_WINO_IN] = {{0}}; /* G^T dU */
-            for (int i = 0; i < DN_WINO_IN; ++i)
-                for (int j = 0; j < DN_WINO_IN; ++j) {
-                    const double value = d[(size_t)(DN_WINO_IN * i + j) * point];
-                    for (int a = 0; a < 3; ++a) t[a][j] += G[i][a] * value;
-                }
-            float *grad = l->weight_updates + ((size_t)o * l->c + c) * 9;
-            for (int a = 0; a < 3; ++a)
-                for (int b = 0; b < 3; ++b) {
-                    double sum = 0;
-                    for (int j = 0; j < DN_WINO_IN; ++j) sum += t[a][j] * G[j][b];
-                    grad[3 * a + b] += (float)sum;
-                }
-        }
+    const int in = l->c;
+    const float *restrict d = du + (size_t)o * in;
+    float *restrict grad = l->weight_updates + (size_t)o * in * 9;
+#pragma omp simd
+    for (int c = 0; c < in; ++c) {
+#define U(i, j) d[(size_t)(DN_WINO_IN * (i) + (j)) * point + c]
+        float t00, t01, t02, t03, t04, t05, t10, t11, t12, t13, t14, t15, t20, t21, t22, t23, t24, t25;
+        DN_WINO_GT(U(0, 0), U(1, 0), U(2, 0), U(3, 0), U(4, 0), U(5, 0), t00, t10, t20);
+        DN_WINO_GT(U(0, 1), U(1, 1), U(2, 1), U(3, 1), U(4, 1), U(5, 1), t01, t11, t21);
+        DN_WINO_GT(U(0, 2), U(1, 2), U(2, 2), U(3, 2), U(4, 2), U(5, 2), t02, t12, t22);
+        DN_WINO_GT(U(0, 3), U(1, 3), U(2, 3), U(3, 3), U(4, 3), U(5, 3), t03, t13, t23);
+        DN_WINO_GT(U(0, 4), U(1, 4), U(2, 4), U(3, 4), U(4, 4), U(5, 4), t04, t14, t24);
+        DN_WINO_GT(U(0, 5), U(1, 5), U(2, 5), U(3, 5), U(4, 5), U(5, 5), t05, t15, t25);
+#undef U
+        float g0, g1, g2, g3, g4, g5, g6, g7, g8; /* (G^T dU) G */
+        DN_WINO_GT(t00, t01, t02, t03, t04, t05, g0, g1, g2);
+        DN_WINO_GT(t10, t11, t12, t13, t14, t15, g3, g4, g5);
+        DN_WINO_GT(t20, t21, t22, t23, t24, t25, g6, g7, g8);
+        float *k = grad + (size_t)c * 9;
+        k[0] += g0, k[1] += g1, k[2] += g2, k[3] += g3, k[4] += g4, k[5] += g5, k[6] += g6, k[7] += g7, k[8] += g8;
+    }
 }
 
 void dn_winograd_backward_weights(dn_layer *l, struct dn_network *net, const float *input, int n)
 {
-    const int threads = net->threads, tiles = tile_count(l), per_block = grad_block_tiles(l);
+    const int threads = net->threads, per_block = grad_block_tiles(l);
+    const long total = (long)n * tile_count(l);
     const int in = l->c, out = l->filters;
     const size_t du_point = du_point_floats(l), vt_point = vt_point_floats(l, per_block);
     const size_t dm_point = dm_point_floats(l, per_block), scratch_each = scratch_floats(l, per_block);
@@ -631,22 +754,18 @@ void dn_winograd_backward_weights(dn_layer *l, struct dn_network *net, const flo
 #pragma omp parallel num_threads(threads)
     {
         float *mine = scratch + (size_t)dn_thread_index() * scratch_each;
+        for (long g0 = 0; g0 < total; g0 += per_block) {
+            const int count = total - g0 < per_block ? (int)(total - g0) : per_block;
 #pragma omp for schedule(static)
-        for (int p = 0; p < DN_WINO_POINTS; ++p) memset(du + p * du_point, 0, sizeof(float) * du_point);
-        for (int b = 0; b < n; ++b) {
-            const float *im = input + (size_t)b * l->inputs, *delta = l->delta + (size_t)b * l->outputs;
-            for (int first = 0; first < tiles; first += per_block) {
-                const int count = tiles - first < per_block ? tiles - first : per_block;
+            for (int c = 0; c < in; ++c) transform_inputs(l, input, g0, count, c, c + 1, vt, vt_point, 1, mine);
 #pragma omp for schedule(static)
-                for (int c = 0; c < in; ++c) transform_inputs(l, im, first, count, c, c + 1, vt, vt_point, 1, mine);
-#pragma omp for schedule(static)
-                for (int f = 0; f < out; ++f) transform_output_grads(l, delta, first, count, f, f + 1, dm, dm_point, mine);
+            for (int f = 0; f < out; ++f) transform_output_grads(l, l->delta, g0, count, f, f + 1, dm, dm_point, mine);
 #pragma omp for schedule(dynamic, 1)
-                for (int p = 0; p < DN_WINO_POINTS; ++p)
-                    dn_gemm_packed_add(out, in, count, dm + p * dm_point, vt + p * vt_point, du + p * du_point, in);
-            }
+            for (int p = 0; p < DN_WINO_POINTS; ++p) /* the first block sets dU, the others add */
+                (g0 ? dn_gemm_packed_add : dn_gemm_packed)(out, in, count, dm + p * dm_point, vt + p * vt_point,
+                                                           du + p * du_point, in);
         }
 #pragma omp for schedule(static)
-        for (int f = 0; f < out; ++f) add_kernel_gradients(l, du, f, f + 1);
+        for (int f = 0; f < out; ++f) add_kernel_gradients(l, du, f);
     }
 }
