@@ -8,15 +8,16 @@ import pytest
 
 import darknet_py as dn
 
-# Winograd runs for 3x3 stride-1 pad-1 layers with >= 32 input and output channels and >= 16
+# Winograd runs for 3x3 stride-1 pad-1 layers with >= 32 input and output channels and >= 4
 # output tiles of 4x4 (vendor/darknet/src/winograd.c); the others take the im2col path.
 SHAPES = [
     # (channels, filters, height, width, size, stride, batch_normalize, activation)
     (32, 32, 17, 23, 3, 1, 1, "leaky"),     # Winograd, odd sides: partial 4x4 tiles
     (48, 40, 30, 30, 3, 1, 0, "mish"),      # Winograd, bias only
-    (32, 64, 16, 16, 3, 1, 1, "logistic"),  # Winograd, exactly 16 tiles
+    (32, 64, 16, 16, 3, 1, 1, "logistic"),  # Winograd, 16 whole tiles
     (16, 32, 20, 20, 3, 1, 1, "leaky"),     # too few channels: im2col
-    (32, 32, 9, 9, 3, 1, 1, "swish"),       # too few tiles (9): im2col
+    (32, 32, 9, 9, 3, 1, 1, "swish"),       # Winograd, 9 tiles: the last row and column nearly empty
+    (32, 32, 4, 8, 3, 1, 1, "swish"),       # too few tiles (2): im2col
     (24, 32, 21, 19, 3, 2, 1, "relu"),      # stride 2: im2col
     (32, 16, 12, 12, 1, 1, 0, "linear"),    # 1x1: GEMM on the input
 ]
