@@ -62,7 +62,7 @@ assert lib.dn_network_create(b'$WORK/leak.cfg', 1, 0, ffi.NULL, ffi.NULL, out) =
     }
     export OPENBLAS_NUM_THREADS=1  # fewer threads for the tracer to stop
     sanitized python -m pytest -q -p no:cacheprovider -x \
-        tests/test_errors.py tests/test_weights.py tests/test_gradients.py tests/test_hardening.py \
+        tests/test_errors.py tests/test_weights.py tests/test_gradients.py tests/test_conv_paths.py tests/test_hardening.py \
         tests/test_fuzz_regressions.py tests/test_yolo_deltas.py \
         tests/test_resources.py::test_batch_forward_equals_single_forwards \
         tests/test_resources.py::test_two_networks_in_two_threads_match_each_alone
