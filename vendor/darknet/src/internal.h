@@ -259,7 +259,7 @@ void dn_yolo_deltas(dn_layer *l, const struct dn_network *net, const float *trut
 /* The multiply-add of inference batch norm (or of the bias alone) for filter f. */
 void dn_convolutional_affine(const dn_layer *l, int f, float *mul, float *add);
 
-/* winograd.c: F(2x2, 3x3) for 3x3 stride-1 pad-1 convolutions with enough channels and tiles. */
+/* winograd.c: F(4x4, 3x3) for 3x3 stride-1 pad-1 convolutions with enough channels and tiles. */
 int dn_winograd_applies(const dn_layer *l);
 size_t dn_winograd_workspace(const dn_layer *l, int threads);
 /* Make (or refresh after a weight change) the transformed kernels; 0 when out of memory. */
