@@ -9,7 +9,9 @@ import pytest
 import darknet_py as dn
 
 # Winograd runs for 3x3 stride-1 pad-1 layers with >= 32 input and output channels and >= 4
-# output tiles of 4x4 (vendor/darknet/src/winograd.c); the others take the im2col path.
+# output tiles of 4x4, its backward pass from 9 tiles (vendor/darknet/src/winograd.c); the others
+# take the im2col path. The im2col backward of maps under 384 positions takes images together in
+# chunks (vendor/darknet/src/convolutional_layer.c).
 SHAPES = [
     # (channels, filters, height, width, size, stride, batch_normalize, activation)
     (32, 32, 17, 23, 3, 1, 1, "leaky"),     # Winograd, odd sides: partial 4x4 tiles
@@ -20,6 +22,7 @@ SHAPES = [
     (32, 32, 4, 8, 3, 1, 1, "swish"),       # too few tiles (2): im2col
     (24, 32, 21, 19, 3, 2, 1, "relu"),      # stride 2: im2col
     (32, 16, 12, 12, 1, 1, 0, "linear"),    # 1x1: GEMM on the input
+    (64, 32, 7, 6, 3, 1, 0, "leaky"),       # Winograd, 4 tiles: its backward in im2col chunks of 10 images
 ]
 
 
@@ -147,8 +150,8 @@ def test_training_forward_batch_norm_uses_batch_statistics(tmp_path, shape):
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4)
 
 
-def reference_gradients(x, weights, top, size):
-    """dL/dx and dL/dW of L = sum(top * conv(x, W)) (stride 1, pad size // 2), in float64."""
+def reference_gradients(x, weights, top, size, stride=1):
+    """dL/dx and dL/dW of L = sum(top * conv(x, W)) (pad size // 2), in float64."""
     x, top = x.astype(np.float64), top.astype(np.float64)
     n, c, h, w = x.shape
     f = weights.shape[0]
@@ -161,18 +164,23 @@ def reference_gradients(x, weights, top, size):
     out_h, out_w = top.shape[2:]
     for ky in range(size):
         for kx in range(size):
-            weights_grad[:, :, ky, kx] = np.einsum("nfhw,nchw->fc", top, padded[:, :, ky:ky + out_h, kx:kx + out_w])
-            input_grad[:, :, ky:ky + out_h, kx:kx + out_w] += np.einsum("nfhw,fc->nchw", top, kernel[:, :, ky, kx])
+            taps = (slice(None), slice(None), slice(ky, ky + stride * (out_h - 1) + 1, stride),
+                    slice(kx, kx + stride * (out_w - 1) + 1, stride))
+            weights_grad[:, :, ky, kx] = np.einsum("nfhw,nchw->fc", top, padded[taps])
+            input_grad[taps] += np.einsum("nfhw,fc->nchw", top, kernel[:, :, ky, kx])
     return input_grad[:, :, pad:pad + h, pad:pad + w], weights_grad.reshape(weights.shape)
 
 
-@pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[1], SHAPES[2], SHAPES[3]],
-                         ids=["winograd-odd", "winograd", "winograd-16-tiles", "im2col"])
-@pytest.mark.parametrize("threads,batch", [(1, 3), (2, 3), (2, 1)])
+@pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[1], SHAPES[2], SHAPES[3], SHAPES[5], SHAPES[6], SHAPES[7],
+                                   SHAPES[8]],
+                         ids=["winograd-odd", "winograd", "winograd-16-tiles", "im2col", "im2col-chunks-of-12",
+                              "stride2-chunks-of-4", "1x1-chunks-of-3", "winograd-4-tiles-chunks"])
+@pytest.mark.parametrize("threads,batch", [(1, 3), (2, 3), (2, 1), (2, 5)])
 def test_backward_matches_float64(tmp_path, shape, threads, batch):
-    """The gradients to the input (Winograd with turned kernels on 3x3 stride-1 layers, else
-    col2im) and to the weights, against the exact adjoint in float64; batches below the thread
-    count take the split GEMMs."""
+    """The gradients to the input (Winograd with turned kernels on 3x3 stride-1 layers of 9 tiles
+    and more, else col2im) and to the weights, against the exact adjoint in float64. Batches below
+    the thread count, and small maps, take the chunked GEMMs split over the threads; batch 5 gives
+    the small maps a full chunk and a rest (of one image for stride 2 and 1x1: read in place)."""
     channels, filters, height, width, size, stride, _, _ = shape
     cfg = write_conv_cfg(tmp_path / "conv.cfg", channels, filters, height, width, size, stride, 0, "linear")
     rng = np.random.default_rng(13)
@@ -183,7 +191,7 @@ def test_backward_matches_float64(tmp_path, shape, threads, batch):
         net.forward_train(x)
         input_grad = net.backward(top)
         weights_grad = net.get_parameter(0, "weights_grad")
-        expected_input, expected_weights = reference_gradients(x, net.get_parameter(0, "weights"), top, size)
+        expected_input, expected_weights = reference_gradients(x, net.get_parameter(0, "weights"), top, size, stride)
     # F(4x4, 3x3) rounds to about 1e-5 of the values' size (input gradients up to ~3, summed
     # over 64 channels; weight gradients up to ~100, summed over every position of the batch)
     np.testing.assert_allclose(input_grad, expected_input, rtol=1e-5, atol=5e-5)

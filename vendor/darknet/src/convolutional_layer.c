@@ -138,10 +138,34 @@ static size_t forward_tile_floats(const dn_layer *l, int threads)
     return dn_packed_b_floats(k, is_pointwise(l) ? DN_GEMM_NR : tile_columns(l, threads));
 }
 
+/*
+ * The backward pass of small maps takes images together: one image's GEMMs would be thin (a 5x5
+ * map gives 25 columns, and the weight gradient a depth of 25). A chunk holds enough images for
+ * at least this many columns; maps this large and up go image by image.
+ */
+#define DN_CHUNK_COLUMNS 384
+
+static int chunk_images(const dn_layer *l)
+{
+    const int spatial = l->out_h * l->out_w;
+    return (DN_CHUNK_COLUMNS + spatial - 1) / spatial;
+}
+
+/* Floats of backward_chunks' matrices: a chunk's columns (k x chunk columns) and, for chunks of
+ * several images, their deltas gathered beside them (m x chunk columns); a single image's
+ * 1x1 layer reads both in place. */
+static size_t chunk_floats(const dn_layer *l)
+{
+    const size_t k = (size_t)(l->c / l->groups) * l->size * l->size, m = (size_t)(l->filters / l->groups);
+    const int images = chunk_images(l);
+    const size_t columns = (size_t)images * l->out_h * l->out_w;
+    if (images == 1) return is_pointwise(l) ? 0 : k * columns;
+    return (k + m) * columns;
+}
+
 size_t dn_convolutional_workspace(const dn_layer *l, int threads)
 {
-    const int k = (l->c / l->groups) * l->size * l->size;
-    const size_t whole = is_pointwise(l) ? 0 : (size_t)k * l->out_h * l->out_w; /* backward: one image's columns */
+    const size_t whole = chunk_floats(l);
     const size_t tiles = (size_t)threads * forward_tile_floats(l, threads);
     const size_t winograd = dn_winograd_workspace(l, threads);
     const size_t most = whole > tiles ? whole : tiles;
@@ -347,11 +371,25 @@ static void split_range(int total, int parts, int part, int *first, int *end)
     *end = b < total ? b : total;
 }
 
-size_t dn_convolutional_backward_scratch(const dn_layer *l)
+/* Per thread, backward_by_image's columns of one image and its private weight gradient. */
+static size_t by_image_floats(const dn_layer *l)
 {
-    if (l->type != DN_LAYER_CONVOLUTIONAL) return 0;
     const size_t k = (size_t)(l->c / l->groups) * l->size * l->size;
     return (is_pointwise(l) ? 0 : k * l->out_h * l->out_w) + l->nweights;
+}
+
+/* Whether backward_by_image is the way for n images: maps too large for chunks, an image per
+ * thread at least. */
+static int goes_by_image(const dn_layer *l, int n, int threads)
+{
+    return chunk_images(l) == 1 && n >= threads;
+}
+
+size_t dn_convolutional_backward_scratch(const dn_layer *l)
+{
+    /* Winograd layers need none, unless they fall back (then they check what is there) */
+    if (l->type != DN_LAYER_CONVOLUTIONAL || dn_winograd_backward_applies(l) || chunk_images(l) > 1) return 0;
+    return by_image_floats(l);
 }
 
 /*
@@ -383,7 +421,7 @@ static void backward_by_image(dn_layer *l, struct dn_network *net, const float *
                 const float *w = l->weights + g * weights_group;
                 const float *cols = im;
                 if (!is_pointwise(l)) {
-                    dn_im2col(im, channels, l->h, l->w, l->size, l->stride, l->pad, columns);
+                    dn_im2col(im, channels, l->h, l->w, l->size, l->stride, l->pad, columns, (size_t)spatial);
                     cols = columns;
                 }
                 dn_gemm(0, 1, m, k, spatial, 1.0f, d, spatial, cols, spatial, 1.0f, dw + g * weights_group, k);
@@ -393,7 +431,8 @@ static void backward_by_image(dn_layer *l, struct dn_network *net, const float *
                     dn_gemm(1, 0, k, spatial, m, 1.0f, w, k, d, spatial, 1.0f, im_delta, spatial);
                 } else { /* the columns are free again: they take -dL/d(columns) */
                     dn_gemm(1, 0, k, spatial, m, 1.0f, w, k, d, spatial, 0.0f, columns, spatial);
-                    dn_col2im_add(columns, channels, l->h, l->w, l->size, l->stride, l->pad, im_delta);
+                    dn_col2im_add(columns, (size_t)spatial, channels, l->h, l->w, l->size, l->stride, l->pad,
+                                  im_delta);
                 }
             }
         }
@@ -411,7 +450,7 @@ static void backward_by_image(dn_layer *l, struct dn_network *net, const float *
     }
 }
 
-static void backward_split(dn_layer *l, struct dn_network *net, const float *input, float *input_delta, int n);
+static void backward_chunks(dn_layer *l, struct dn_network *net, const float *input, float *input_delta, int n);
 
 void dn_convolutional_backward(dn_layer *l, struct dn_network *net, const float *input, float *input_delta, int n)
 {
@@ -435,71 +474,103 @@ void dn_convolutional_backward(dn_layer *l, struct dn_network *net, const float 
     }
     /* 3x3 stride-1 layers: both gradients through Winograd (4x fewer multiplies, no im2col or
      * col2im), where its buffers are there */
-    if (dn_winograd_applies(l) && net->winograd_grads_size >= dn_winograd_grads_floats(l, threads) &&
+    if (dn_winograd_backward_applies(l) && net->winograd_grads_size >= dn_winograd_grads_floats(l, threads) &&
         (!input_delta || dn_winograd_prepare_backward(l, threads))) {
         dn_winograd_backward_weights(l, net, input, n);
         if (input_delta) dn_winograd_backward_data(l, net, l->delta, input_delta, n);
         return;
     }
-    if (net->backward_scratch && n >= threads)
+    if (goes_by_image(l, n, threads) && net->backward_scratch_size >= by_image_floats(l) * (size_t)threads)
         backward_by_image(l, net, input, input_delta, n);
     else
-        backward_split(l, net, input, input_delta, n);
+        backward_chunks(l, net, input, input_delta, n);
 }
 
-/* The backward GEMMs of each image split over the threads along a dimension of their output, so
- * every value is one thread's full sum (for fewer images than threads). */
-static void backward_split(dn_layer *l, struct dn_network *net, const float *input, float *input_delta, int n)
+/*
+ * The backward GEMMs of chunks of images (chunk_images: one image for large maps), each split over
+ * the threads along a dimension of its output, so every value is one thread's full sum. The
+ * chunk's columns lie side by side (image i at column i * spatial); for several images their
+ * deltas are gathered the same way, and the weight gradient's GEMM has their columns as depth.
+ */
+static void backward_chunks(dn_layer *l, struct dn_network *net, const float *input, float *input_delta, int n)
 {
     const int m = l->filters / l->groups;
     const int k = (l->c / l->groups) * l->size * l->size;
     const int spatial = l->out_h * l->out_w;
     const int channels = l->c / l->groups;
-    const size_t in_group = (size_t)channels * l->h * l->w;
+    const size_t plane = (size_t)l->h * l->w;
+    const size_t in_group = (size_t)channels * plane;
     const size_t weights_group = l->nweights / (size_t)l->groups;
     const size_t taps = (size_t)l->size * l->size;
     const int threads = net->threads;
-    for (int b = 0; b < n; ++b) {
+    const int pointwise = is_pointwise(l);
+    for (int b0 = 0; b0 < n; b0 += chunk_images(l)) {
+        const int images = n - b0 < chunk_images(l) ? n - b0 : chunk_images(l);
+        const int width = images * spatial; /* the chunk's columns */
+        /* a single image's delta, and a single image's input rows of a 1x1 layer, are read in place */
+        const int in_place = images == 1;
         for (int g = 0; g < l->groups; ++g) {
-            const float *im = input + (size_t)b * l->inputs + g * in_group;
-            const float *d = l->delta + (size_t)b * l->outputs + (size_t)g * m * spatial;
             const float *w = l->weights + g * weights_group;
             float *wu = l->weight_updates + g * weights_group;
-            float *im_delta = input_delta ? input_delta + (size_t)b * l->inputs + g * in_group : NULL;
-            float *ws = net->workspace;
-            const float *columns = is_pointwise(l) ? im : ws;
+            float *columns = net->workspace, *deltas = columns + (size_t)k * width;
+            const float *first_input = input + (size_t)b0 * l->inputs + g * in_group;
+            const float *d = in_place ? l->delta + (size_t)b0 * l->outputs + (size_t)g * m * spatial : deltas;
+            const float *cols = in_place && pointwise ? first_input : columns;
 #pragma omp parallel num_threads(threads)
             {
                 const int part = dn_thread_index(), parts = threads;
-                if (!is_pointwise(l)) {
-                    const int c0 = channels * part / parts, c1 = channels * (part + 1) / parts;
-                    if (c1 > c0)
-                        dn_im2col(im + (size_t)c0 * l->h * l->w, c1 - c0, l->h, l->w, l->size, l->stride, l->pad,
-                                  ws + (size_t)c0 * taps * spatial);
-#pragma omp barrier
+                const int c0 = channels * part / parts, c1 = channels * (part + 1) / parts;
+                if (cols == columns)
+                    for (int i = 0; i < images; ++i) {
+                        const float *im = first_input + (size_t)i * l->inputs + (size_t)c0 * plane;
+                        float *at = columns + (size_t)c0 * taps * width + (size_t)i * spatial;
+                        if (pointwise) {
+                            for (int ch = 0; ch < c1 - c0; ++ch)
+                                memcpy(at + (size_t)ch * width, im + (size_t)ch * plane, sizeof(float) * spatial);
+                        } else if (c1 > c0) {
+                            dn_im2col(im, c1 - c0, l->h, l->w, l->size, l->stride, l->pad, at, (size_t)width);
+                        }
+                    }
+                if (!in_place) {
+                    const int f0 = m * part / parts, f1 = m * (part + 1) / parts;
+                    for (int i = 0; i < images; ++i)
+                        for (int f = f0; f < f1; ++f)
+                            memcpy(deltas + (size_t)f * width + (size_t)i * spatial,
+                                   l->delta + (size_t)(b0 + i) * l->outputs + (size_t)(g * m + f) * spatial,
+                                   sizeof(float) * spatial);
                 }
+#pragma omp barrier
                 int r0, r1; /* dW += delta x columns^T, split over the rows of the kernel matrix (k) */
                 split_range(k, parts, part, &r0, &r1);
                 if (r1 > r0)
-                    dn_gemm(0, 1, m, r1 - r0, spatial, 1.0f, d, spatial, columns + (size_t)r0 * spatial, spatial, 1.0f,
-                            wu + r0, k);
-                if (im_delta) {
+                    dn_gemm(0, 1, m, r1 - r0, width, 1.0f, d, width, cols + (size_t)r0 * width, width, 1.0f, wu + r0, k);
+                if (input_delta) {
 #pragma omp barrier
-                    int s0, s1; /* dX columns = W^T x delta, split over output positions */
-                    split_range(spatial, parts, part, &s0, &s1);
+                    int s0, s1; /* d(columns) = W^T x delta, split over the columns */
+                    split_range(width, parts, part, &s0, &s1);
+                    float *first_delta = input_delta + (size_t)b0 * l->inputs + g * in_group;
                     if (s1 > s0) {
-                        if (is_pointwise(l)) {
-                            dn_gemm(1, 0, k, s1 - s0, m, 1.0f, w, k, d + s0, spatial, 1.0f, im_delta + s0, spatial);
-                        } else {
-                            dn_gemm(1, 0, k, s1 - s0, m, 1.0f, w, k, d + s0, spatial, 0.0f, ws + s0, spatial);
-                        }
+                        if (in_place && pointwise)
+                            dn_gemm(1, 0, k, s1 - s0, m, 1.0f, w, k, d + s0, width, 1.0f, first_delta + s0, width);
+                        else
+                            dn_gemm(1, 0, k, s1 - s0, m, 1.0f, w, k, d + s0, width, 0.0f, columns + s0, width);
                     }
-                    if (!is_pointwise(l)) {
+                    if (!(in_place && pointwise)) {
 #pragma omp barrier
-                        const int c0 = channels * part / parts, c1 = channels * (part + 1) / parts;
-                        if (c1 > c0)
-                            dn_col2im_add(ws + (size_t)c0 * taps * spatial, c1 - c0, l->h, l->w, l->size, l->stride,
-                                          l->pad, im_delta + (size_t)c0 * l->h * l->w);
+                        for (int i = 0; i < images; ++i) {
+                            float *im_delta = first_delta + (size_t)i * l->inputs + (size_t)c0 * plane;
+                            const float *at = columns + (size_t)c0 * taps * width + (size_t)i * spatial;
+                            if (pointwise) {
+                                for (int ch = 0; ch < c1 - c0; ++ch) {
+                                    float *restrict into = im_delta + (size_t)ch * plane;
+                                    const float *restrict from = at + (size_t)ch * width;
+                                    for (int j = 0; j < spatial; ++j) into[j] += from[j];
+                                }
+                            } else if (c1 > c0) {
+                                dn_col2im_add(at, (size_t)width, c1 - c0, l->h, l->w, l->size, l->stride, l->pad,
+                                              im_delta);
+                            }
+                        }
                     }
                 }
             }

@@ -4,21 +4,20 @@
 #include <string.h>
 
 /*
- * col has (channels * ksize * ksize) rows of (out_h * out_w) values; row
- * (ch, ky, kx) holds the input pixel under kernel tap (ky, kx) for every output
- * position, 0 where the tap falls into the padding.
+ * col has (channels * ksize * ksize) rows, ld floats apart, of (out_h * out_w) values; row
+ * (ch, ky, kx) holds the input pixel under kernel tap (ky, kx) for every output position, 0
+ * where the tap falls into the padding. (ld > out_h * out_w puts several images side by side.)
  */
 DN_HOT void dn_im2col(const float *im, int channels, int height, int width, int ksize, int stride, int pad,
-               float *col)
+                      float *col, size_t ld)
 {
     const int out_h = (height + 2 * pad - ksize) / stride + 1;
     const int out_w = (width + 2 * pad - ksize) / stride + 1;
-    const size_t plane = (size_t)out_h * out_w;
     for (int ch = 0; ch < channels; ++ch) {
         const float *src = im + (size_t)ch * height * width;
         for (int ky = 0; ky < ksize; ++ky) {
             for (int kx = 0; kx < ksize; ++kx) {
-                float *dst = col + ((size_t)(ch * ksize + ky) * ksize + kx) * plane;
+                float *dst = col + ((size_t)(ch * ksize + ky) * ksize + kx) * ld;
                 for (int oy = 0; oy < out_h; ++oy) {
                     const int iy = oy * stride - pad + ky;
                     float *out_row = dst + (size_t)oy * out_w;
@@ -49,17 +48,16 @@ DN_HOT void dn_im2col(const float *im, int channels, int height, int width, int 
     }
 }
 
-DN_HOT void dn_col2im_add(const float *col, int channels, int height, int width, int ksize, int stride, int pad,
-                   float *im)
+DN_HOT void dn_col2im_add(const float *col, size_t ld, int channels, int height, int width, int ksize, int stride,
+                          int pad, float *im)
 {
     const int out_h = (height + 2 * pad - ksize) / stride + 1;
     const int out_w = (width + 2 * pad - ksize) / stride + 1;
-    const size_t plane = (size_t)out_h * out_w;
     for (int ch = 0; ch < channels; ++ch) {
         float *dst = im + (size_t)ch * height * width;
         for (int ky = 0; ky < ksize; ++ky) {
             for (int kx = 0; kx < ksize; ++kx) {
-                const float *src = col + ((size_t)(ch * ksize + ky) * ksize + kx) * plane;
+                const float *src = col + ((size_t)(ch * ksize + ky) * ksize + kx) * ld;
                 for (int oy = 0; oy < out_h; ++oy) {
                     const int iy = oy * stride - pad + ky;
                     if (iy < 0 || iy >= height) continue;

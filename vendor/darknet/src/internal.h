@@ -261,6 +261,8 @@ void dn_convolutional_affine(const dn_layer *l, int f, float *mul, float *add);
 
 /* winograd.c: F(4x4, 3x3) for 3x3 stride-1 pad-1 convolutions with enough channels and tiles. */
 int dn_winograd_applies(const dn_layer *l);
+/* Whether the backward pass of such a layer goes through Winograd too (larger maps only). */
+int dn_winograd_backward_applies(const dn_layer *l);
 size_t dn_winograd_workspace(const dn_layer *l, int threads);
 /* Make (or refresh after a weight change) the transformed kernels; 0 when out of memory. */
 int dn_winograd_prepare(dn_layer *l, int threads);
@@ -286,7 +288,7 @@ int dn_upsample_reshape(dn_layer *l);
 void dn_gradient_array(const float *restrict x, size_t n, dn_activation a, float *restrict delta);
 
 /* im2col.c: the adjoint of dn_im2col, adding columns back into an image */
-void dn_col2im_add(const float *col, int channels, int height, int width, int ksize, int stride, int pad,
+void dn_col2im_add(const float *col, size_t ld, int channels, int height, int width, int ksize, int stride, int pad,
                    float *im);
 
 /* activations.c */
@@ -369,7 +371,7 @@ int dn_gemm_packed_with(const char *kernel_name, int m, int n, int k, const floa
 
 /* im2col.c */
 void dn_im2col(const float *im, int channels, int height, int width, int ksize, int stride,
-               int pad, float *col);
+               int pad, float *col, size_t ld);
 /* Columns [first, first + count) of dn_im2col's matrix (output positions in row-major order),
  * as the B operand of dn_gemm_packed: (channels * ksize * ksize) x count in panels of NR columns,
  * the last panel padded with zeros. */

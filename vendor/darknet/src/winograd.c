@@ -30,6 +30,10 @@
 #endif
 #define DN_WINO_MIN_TILES 4 /* ... and below this many tiles (5x5 outputs give 4, of which 39 %
                               * padding) the padding of the last tiles wastes most of the gain */
+/* The backward pass wants more: at 4 tiles (a 5x5 map: 64 outputs computed for 25) the im2col
+ * backward over chunks of images takes 60 % of the Winograd backward's time (yolov4-tiny-3l at
+ * 160x160, batch 16: 79 vs 129 ms on its 512-channel 5x5 layer). */
+#define DN_WINO_MIN_BACKWARD_TILES 9
 
 static int tiles_across(const dn_layer *l) { return (l->out_w + DN_WINO_OUT - 1) / DN_WINO_OUT; }
 static int tile_count(const dn_layer *l)
@@ -42,6 +46,11 @@ int dn_winograd_applies(const dn_layer *l)
     if (l->size != 3 || l->stride != 1 || l->pad != 1 || l->groups != 1) return 0;
     if (l->c < DN_WINO_MIN_CHANNELS || l->filters < DN_WINO_MIN_CHANNELS) return 0;
     return tile_count(l) >= DN_WINO_MIN_TILES;
+}
+
+int dn_winograd_backward_applies(const dn_layer *l)
+{
+    return dn_winograd_applies(l) && tile_count(l) >= DN_WINO_MIN_BACKWARD_TILES;
 }
 
 /*
@@ -112,7 +121,7 @@ size_t dn_winograd_workspace(const dn_layer *l, int threads)
     /* the all-threads-per-block schedule needs one V and M and every thread's scratch: less. The
      * backward view swaps channels and filters, which moves V's panel padding. */
     const dn_layer view = backward_view(l);
-    const size_t forward = thread_floats(l), backward = thread_floats(&view);
+    const size_t forward = thread_floats(l), backward = dn_winograd_backward_applies(l) ? thread_floats(&view) : 0;
     return (size_t)threads * (forward > backward ? forward : backward);
 }
 
@@ -133,18 +142,19 @@ size_t dn_winograd_workspace(const dn_layer *l, int threads)
  * dn_gemm_packed's A panels (the padding rows of the last panel stay 0 from the calloc). Forward:
  * rows are the filters, columns the channels, g = W[o][c]. Backward to the input (`turned`):
  * rows are the channels, columns the filters, g = W[o][c] turned 180 degrees. It runs after every
- * weight change, so once per training step: G's zeros are left out. */
-DN_HOT static void transform_kernel_row(const dn_layer *l, float *kernels, int row, int turned)
+ * weight change, so once per training step: G's zeros are left out.
+ *
+ * This writes the columns [col0, col1) of one row into a panel-ordered block: the value of point
+ * e and column col at u[e * point + (col - col0) * MR] (u: the row's place in the block). */
+DN_HOT static void transform_kernel_row(const dn_layer *l, float *u, size_t point, int row, int turned, int col0,
+                                        int col1)
 {
-    const int rows = turned ? l->c : l->filters, columns = turned ? l->filters : l->c;
-    const size_t point = dn_packed_a_floats(rows, columns);
-    float *restrict u = kernels + (size_t)(row / DN_GEMM_MR) * DN_GEMM_MR * columns + row % DN_GEMM_MR;
     /* kernel (row, col) at w + col * col_step, its taps e at + e * tap_step (turned: reversed) */
     const float *w = l->weights + (turned ? (size_t)row * 9 + 8 : (size_t)row * l->c * 9);
     const size_t col_step = turned ? (size_t)l->c * 9 : 9;
     const long tap_step = turned ? -1 : 1;
 #pragma omp simd
-    for (int col = 0; col < columns; ++col) { /* straight-line code: the columns are the vector lanes */
+    for (int col = col0; col < col1; ++col) { /* straight-line code: the columns are the vector lanes */
         const float *g = w + (size_t)col * col_step;
 #define W(e) g[(e) * tap_step]
         float t00, t10, t20, t30, t40, t50;
@@ -154,7 +164,7 @@ DN_HOT static void transform_kernel_row(const dn_layer *l, float *kernels, int r
         float t02, t12, t22, t32, t42, t52;
         DN_WINO_G(W(2), W(5), W(8), t02, t12, t22, t32, t42, t52); /* G g */
 #undef W
-        float *uc = u + (size_t)col * DN_GEMM_MR;
+        float *uc = u + (size_t)(col - col0) * DN_GEMM_MR;
         { /* (G g) G^T, row 0 */
             float r0, r1, r2, r3, r4, r5;
             DN_WINO_G(t00, t01, t02, r0, r1, r2, r3, r4, r5);
@@ -218,6 +228,11 @@ DN_HOT static void transform_kernel_row(const dn_layer *l, float *kernels, int r
     }
 }
 
+/* Columns of a kernel panel transformed at a time, into a block of 36 x MR x 32 floats (27 KiB,
+ * within L1) copied out point by point: written in place, the 36 points' stores would be a
+ * matrix apart (a power of two for many layers) and fight over the same cache sets. */
+#define DN_WINO_KERNEL_COLUMNS 32
+
 /* The kernels of one direction, made on first use and refreshed after a weight change; 0 when
  * out of memory. */
 static int prepare_kernels(dn_layer *l, float **kernels, unsigned *version, int turned, int threads)
@@ -229,9 +244,23 @@ static int prepare_kernels(dn_layer *l, float **kernels, unsigned *version, int 
         *version = l->weights_version - 1;
     }
     if (*version != l->weights_version) {
-        const int rows = turned ? l->c : l->filters;
+        const int rows = turned ? l->c : l->filters, columns = turned ? l->filters : l->c;
+        const int panels = (rows + DN_GEMM_MR - 1) / DN_GEMM_MR;
+        /* a panel's rows share U's cache lines (MR floats per column and point): they are written
+         * together, a run of columns at a time, or every line would be fetched once per row */
+        const size_t point = dn_packed_a_floats(rows, columns), block_point = DN_GEMM_MR * DN_WINO_KERNEL_COLUMNS;
 #pragma omp parallel for num_threads(threads) schedule(static)
-        for (int row = 0; row < rows; ++row) transform_kernel_row(l, *kernels, row, turned);
+        for (int panel = 0; panel < panels; ++panel) {
+            float block[DN_WINO_POINTS * DN_GEMM_MR * DN_WINO_KERNEL_COLUMNS] = {0}; /* rows past the last stay 0 */
+            for (int col0 = 0; col0 < columns; col0 += DN_WINO_KERNEL_COLUMNS) {
+                const int col1 = col0 + DN_WINO_KERNEL_COLUMNS < columns ? col0 + DN_WINO_KERNEL_COLUMNS : columns;
+                for (int r = 0; r < DN_GEMM_MR && panel * DN_GEMM_MR + r < rows; ++r)
+                    transform_kernel_row(l, block + r, block_point, panel * DN_GEMM_MR + r, turned, col0, col1);
+                float *at = *kernels + (size_t)panel * DN_GEMM_MR * columns + (size_t)col0 * DN_GEMM_MR;
+                for (int e = 0; e < DN_WINO_POINTS; ++e)
+                    memcpy(at + e * point, block + e * block_point, sizeof(float) * DN_GEMM_MR * (col1 - col0));
+            }
+        }
         *version = l->weights_version;
     }
     return 1;
@@ -700,7 +729,7 @@ static size_t dm_point_floats(const dn_layer *l, int per_block) { return dn_pack
 
 size_t dn_winograd_grads_floats(const dn_layer *l, int threads)
 {
-    if (!dn_winograd_applies(l)) return 0;
+    if (!dn_winograd_backward_applies(l)) return 0;
     const int per_block = grad_block_tiles(l);
     return DN_WINO_POINTS * (du_point_floats(l) + vt_point_floats(l, per_block) + dm_point_floats(l, per_block)) +
            (size_t)threads * scratch_floats(l, per_block);
