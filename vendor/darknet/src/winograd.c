@@ -79,9 +79,17 @@ static int block_tiles(const dn_layer *l, int threads, int n)
     return share < most ? (int)share : most;
 }
 
+/* The 36 points' matrices (U, V, M and their gradients) lie one cache line further apart than
+ * their size: the transforms keep 36 streams going, and a power of two apart (as for many
+ * layers) they would share a few cache sets and evict each other. */
+#define DN_WINO_SKEW_FLOATS 16
+static size_t skewed(size_t floats) { return floats + DN_WINO_SKEW_FLOATS; }
+
+/* One point's transformed kernels: rows x columns in dn_gemm_packed's A panels. */
+static size_t u_point_floats(int rows, int columns) { return skewed(dn_packed_a_floats(rows, columns)); }
 /* One point's V (c x block tiles, in dn_gemm_packed's B panels) and M (filters x block tiles). */
-static size_t v_point_floats(const dn_layer *l, int per_block) { return dn_packed_b_floats(l->c, per_block); }
-static size_t m_point_floats(const dn_layer *l, int per_block) { return (size_t)l->filters * per_block; }
+static size_t v_point_floats(const dn_layer *l, int per_block) { return skewed(dn_packed_b_floats(l->c, per_block)); }
+static size_t m_point_floats(const dn_layer *l, int per_block) { return skewed((size_t)l->filters * per_block); }
 static size_t block_floats(const dn_layer *l, int per_block)
 {
     return DN_WINO_POINTS * (v_point_floats(l, per_block) + m_point_floats(l, per_block));
@@ -239,7 +247,7 @@ static int prepare_kernels(dn_layer *l, float **kernels, unsigned *version, int 
 {
     if (!*kernels) {
         const int rows = turned ? l->c : l->filters, columns = turned ? l->filters : l->c;
-        *kernels = calloc(DN_WINO_POINTS * dn_packed_a_floats(rows, columns), sizeof(float));
+        *kernels = calloc(DN_WINO_POINTS * u_point_floats(rows, columns), sizeof(float));
         if (!*kernels) return 0;
         *version = l->weights_version - 1;
     }
@@ -248,7 +256,7 @@ static int prepare_kernels(dn_layer *l, float **kernels, unsigned *version, int 
         const int panels = (rows + DN_GEMM_MR - 1) / DN_GEMM_MR;
         /* a panel's rows share U's cache lines (MR floats per column and point): they are written
          * together, a run of columns at a time, or every line would be fetched once per row */
-        const size_t point = dn_packed_a_floats(rows, columns), block_point = DN_GEMM_MR * DN_WINO_KERNEL_COLUMNS;
+        const size_t point = u_point_floats(rows, columns), block_point = DN_GEMM_MR * DN_WINO_KERNEL_COLUMNS;
 #pragma omp parallel for num_threads(threads) schedule(static)
         for (int panel = 0; panel < panels; ++panel) {
             float block[DN_WINO_POINTS * DN_GEMM_MR * DN_WINO_KERNEL_COLUMNS] = {0}; /* rows past the last stay 0 */
@@ -450,7 +458,7 @@ DN_HOT static void transform_outputs_image(const dn_layer *l, const float *m, in
                                            float *out, float *act_input, dn_wino_mode mode, float *scratch)
 {
     const int oh = l->out_h, ow = l->out_w, tiles_x = tiles_across(l), stride = tiles_x + 1;
-    const size_t point = (size_t)l->filters * ld;
+    const size_t point = skewed((size_t)l->filters * ld);
     const size_t plane = (size_t)oh * ow;
     float *y[DN_WINO_OUT * DN_WINO_OUT]; /* y[4i + j][k]: output (4ty + i, 4tx + j) of tile k */
     for (int q = 0; q < DN_WINO_OUT * DN_WINO_OUT; ++q) y[q] = scratch + (size_t)q * stride;
@@ -538,7 +546,7 @@ static void run_shared_blocks(const dn_layer *l, struct dn_network *net, const f
     const long total = (long)n * tile_count(l);
     const int in = l->c, out = l->filters;
     const size_t v_point = v_point_floats(l, per_block), m_point = m_point_floats(l, per_block);
-    const size_t u_point = dn_packed_a_floats(out, in);
+    const size_t u_point = u_point_floats(out, in);
     float *v = net->workspace, *m = v + DN_WINO_POINTS * v_point;
     float *scratch = m + DN_WINO_POINTS * m_point;
     const size_t scratch_each = scratch_floats(l, per_block);
@@ -553,7 +561,7 @@ static void run_shared_blocks(const dn_layer *l, struct dn_network *net, const f
 #pragma omp for schedule(dynamic, 1)
             for (int p = 0; p < DN_WINO_POINTS; ++p)
                 dn_gemm_packed(out, count, in, l->winograd_kernels + p * u_point, v + p * v_point,
-                               m + (size_t)p * out * count, count);
+                               m + p * skewed((size_t)out * count), count);
 #pragma omp for schedule(static)
             for (int f = 0; f < out; ++f) transform_outputs(l, m, g0, count, f, f + 1, output, act, mode, mine);
         }
@@ -575,7 +583,7 @@ static void run(const dn_layer *l, struct dn_network *net, const float *input, f
     const int in = l->c, out = l->filters;
     const size_t per_thread = thread_floats(l);
     const size_t v_point = v_point_floats(l, per_block), m_point = m_point_floats(l, per_block);
-    const size_t u_point = dn_packed_a_floats(out, in);
+    const size_t u_point = u_point_floats(out, in);
     float *act = (mode == DN_WINO_EPILOGUE && net->train) ? l->act_input : NULL;
 
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (blocks > 1)
@@ -588,7 +596,7 @@ static void run(const dn_layer *l, struct dn_network *net, const float *input, f
         transform_inputs(l, input, g0, count, 0, in, v, v_point, 0, scratch);
         for (int p = 0; p < DN_WINO_POINTS; ++p)
             dn_gemm_packed(out, count, in, l->winograd_kernels + p * u_point, v + p * v_point,
-                           m + (size_t)p * out * count, count);
+                           m + p * skewed((size_t)out * count), count);
         transform_outputs(l, m, g0, count, 0, out, output, act, mode, scratch);
     }
 }
@@ -723,9 +731,9 @@ static int grad_block_tiles(const dn_layer *l)
 
 /* Parts of net->winograd_grads: dU (36 x filters x c, row-major), then V (36 points, tiles as the
  * depth) and dM (36 points) of one block, then each thread's scratch. */
-static size_t du_point_floats(const dn_layer *l) { return (size_t)l->filters * l->c; }
-static size_t vt_point_floats(const dn_layer *l, int per_block) { return dn_packed_b_floats(per_block, l->c); }
-static size_t dm_point_floats(const dn_layer *l, int per_block) { return dn_packed_a_floats(l->filters, per_block); }
+static size_t du_point_floats(const dn_layer *l) { return skewed((size_t)l->filters * l->c); }
+static size_t vt_point_floats(const dn_layer *l, int per_block) { return skewed(dn_packed_b_floats(per_block, l->c)); }
+static size_t dm_point_floats(const dn_layer *l, int per_block) { return skewed(dn_packed_a_floats(l->filters, per_block)); }
 
 size_t dn_winograd_grads_floats(const dn_layer *l, int threads)
 {
