@@ -8,10 +8,10 @@ import pytest
 
 import darknet_py as dn
 
-# Winograd runs for 3x3 stride-1 pad-1 layers with >= 32 input and output channels and >= 4
-# output tiles of 4x4, its backward pass from 9 tiles (vendor/darknet/src/winograd.c); the others
-# take the im2col path. The im2col backward of maps under 384 positions takes images together in
-# chunks (vendor/darknet/src/convolutional_layer.c).
+# Winograd runs for 3x3 stride-1 pad-1 layers with >= 32 input and output channels and >= 9
+# output tiles of 4x4 (vendor/darknet/src/winograd.c); the others take the im2col path. On maps
+# under 384 positions the im2col path puts the batch's images side by side: the forward in tiles
+# of columns across images, the backward in chunks (vendor/darknet/src/convolutional_layer.c).
 SHAPES = [
     # (channels, filters, height, width, size, stride, batch_normalize, activation)
     (32, 32, 17, 23, 3, 1, 1, "leaky"),     # Winograd, odd sides: partial 4x4 tiles
@@ -19,10 +19,10 @@ SHAPES = [
     (32, 64, 16, 16, 3, 1, 1, "logistic"),  # Winograd, 16 whole tiles
     (16, 32, 20, 20, 3, 1, 1, "leaky"),     # too few channels: im2col
     (32, 32, 9, 9, 3, 1, 1, "swish"),       # Winograd, 9 tiles: the last row and column nearly empty
-    (32, 32, 4, 8, 3, 1, 1, "swish"),       # too few tiles (2): im2col
+    (32, 32, 4, 8, 3, 1, 1, "swish"),       # too few tiles (2): im2col, images side by side
     (24, 32, 21, 19, 3, 2, 1, "relu"),      # stride 2: im2col
     (32, 16, 12, 12, 1, 1, 0, "linear"),    # 1x1: GEMM on the input
-    (64, 32, 7, 6, 3, 1, 0, "leaky"),       # Winograd, 4 tiles: its backward in im2col chunks of 10 images
+    (64, 32, 7, 6, 3, 1, 0, "leaky"),       # 4 tiles (5x5 maps' count): im2col, chunks of 10 images
 ]
 
 
@@ -174,13 +174,13 @@ def reference_gradients(x, weights, top, size, stride=1):
 @pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[1], SHAPES[2], SHAPES[3], SHAPES[5], SHAPES[6], SHAPES[7],
                                    SHAPES[8]],
                          ids=["winograd-odd", "winograd", "winograd-16-tiles", "im2col", "im2col-chunks-of-12",
-                              "stride2-chunks-of-4", "1x1-chunks-of-3", "winograd-4-tiles-chunks"])
+                              "stride2-chunks-of-4", "1x1-chunks-of-3", "4-tiles-chunks-of-10"])
 @pytest.mark.parametrize("threads,batch", [(1, 3), (2, 3), (2, 1), (2, 5)])
 def test_backward_matches_float64(tmp_path, shape, threads, batch):
-    """The gradients to the input (Winograd with turned kernels on 3x3 stride-1 layers of 9 tiles
-    and more, else col2im) and to the weights, against the exact adjoint in float64. Batches below
-    the thread count, and small maps, take the chunked GEMMs split over the threads; batch 5 gives
-    the small maps a full chunk and a rest (of one image for stride 2 and 1x1: read in place)."""
+    """The gradients to the input (Winograd with turned kernels on 3x3 stride-1 layers, else
+    col2im) and to the weights, against the exact adjoint in float64. Batches below the thread
+    count, and small maps, take the chunked GEMMs split over the threads; batch 5 gives the small
+    maps a full chunk and a rest (of one image for stride 2 and 1x1: read in place)."""
     channels, filters, height, width, size, stride, _, _ = shape
     cfg = write_conv_cfg(tmp_path / "conv.cfg", channels, filters, height, width, size, stride, 0, "linear")
     rng = np.random.default_rng(13)

@@ -163,10 +163,37 @@ static size_t chunk_floats(const dn_layer *l)
     return (k + m) * columns;
 }
 
+/*
+ * The forward of small maps too takes the batch's columns image after image (as backward_chunks
+ * does), in tiles of up to this many: whole panels for the GEMM, and each weight panel used on
+ * several of them. Each tile's result goes to a thread buffer, and from there to each image's
+ * rows. An output value is the same sum wherever its column falls in a tile, so an image's result
+ * still does not depend on the batch.
+ */
+#define DN_MERGED_TILE_COLUMNS 64
+
+static int merges_images(const dn_layer *l, int n) { return n > 1 && chunk_images(l) > 1; }
+
+static int merged_tile_columns(long total, int threads)
+{
+    long share = (total + threads - 1) / threads;
+    share = (share + DN_TILE_ALIGN - 1) / DN_TILE_ALIGN * DN_TILE_ALIGN;
+    return share < DN_MERGED_TILE_COLUMNS ? (int)share : DN_MERGED_TILE_COLUMNS;
+}
+
+/* A thread's merged tile: its columns in panels, then the GEMM's result. */
+static size_t merged_tile_floats(const dn_layer *l)
+{
+    const int k = (l->c / l->groups) * l->size * l->size;
+    return dn_packed_b_floats(k, DN_MERGED_TILE_COLUMNS) + (size_t)(l->filters / l->groups) * DN_MERGED_TILE_COLUMNS;
+}
+
 size_t dn_convolutional_workspace(const dn_layer *l, int threads)
 {
     const size_t whole = chunk_floats(l);
-    const size_t tiles = (size_t)threads * forward_tile_floats(l, threads);
+    size_t tiles = (size_t)threads * forward_tile_floats(l, threads);
+    if (chunk_images(l) > 1 && (size_t)threads * merged_tile_floats(l) > tiles)
+        tiles = (size_t)threads * merged_tile_floats(l);
     const size_t winograd = dn_winograd_workspace(l, threads);
     const size_t most = whole > tiles ? whole : tiles;
     return most > winograd ? most : winograd;
@@ -210,6 +237,58 @@ dn_status dn_convolutional_prepare(dn_layer *l, int threads)
     return DN_OK;
 }
 
+/* Rows [0, m) x columns [0, count) of a merged tile's result (count apart), whose first column is
+ * column `first` of the batch, into each image's output as the forward's epilogue says. */
+static void scatter_merged(dn_layer *l, struct dn_network *net, int g, const float *result, long first, int count,
+                           int batch_norm_train)
+{
+    const int m = l->filters / l->groups;
+    const long spatial = (long)l->out_h * l->out_w;
+    for (long p = first; p < first + count;) {
+        const long image = p / spatial, position = p % spatial;
+        const int piece = (int)(spatial - position < first + count - p ? spatial - position : first + count - p);
+        for (int j = 0; j < m; ++j) {
+            const int f = g * m + j;
+            const size_t at = (size_t)image * l->outputs + (size_t)f * spatial + position;
+            float *row = l->output + at;
+            const float *from = result + (size_t)j * count + (p - first);
+            if (batch_norm_train) { /* normalize_batch needs the whole batch's statistics */
+                memcpy(row, from, sizeof(float) * piece);
+                continue;
+            }
+            float mul, add;
+            dn_convolutional_affine(l, f, &mul, &add);
+            for (int i = 0; i < piece; ++i) row[i] = from[i] * mul + add;
+            if (net->train) memcpy(l->act_input + at, row, sizeof(float) * piece);
+            dn_activate_array(row, (size_t)piece, l->activation);
+        }
+        p += piece;
+    }
+}
+
+static void forward_merged(dn_layer *l, struct dn_network *net, const float *input, int n, int batch_norm_train)
+{
+    const int m = l->filters / l->groups;
+    const int k = (l->c / l->groups) * l->size * l->size;
+    const size_t in_group = (size_t)(l->c / l->groups) * l->h * l->w;
+    const int threads = net->threads;
+    const long total = (long)n * l->out_h * l->out_w;
+    const int cols = merged_tile_columns(total, threads);
+    const long tiles = (total + cols - 1) / cols, tasks = (long)l->groups * tiles;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (long task = 0; task < tasks; ++task) {
+        const int g = (int)(task / tiles);
+        const long first = task % tiles * cols;
+        const int count = total - first < cols ? (int)(total - first) : cols;
+        float *panels = net->workspace + (size_t)dn_thread_index() * merged_tile_floats(l);
+        float *result = panels + dn_packed_b_floats(k, DN_MERGED_TILE_COLUMNS);
+        dn_im2col_panels_batch(input + g * in_group, (size_t)l->inputs, l->c / l->groups, l->h, l->w, l->size,
+                               l->stride, l->pad, first, count, panels);
+        dn_gemm_packed(m, count, k, l->packed_weights + g * dn_packed_a_floats(m, k), panels, result, count);
+        scatter_merged(l, net, g, result, first, count, batch_norm_train);
+    }
+}
+
 void dn_convolutional_forward(dn_layer *l, struct dn_network *net, const float *input, int n)
 {
     const int m = l->filters / l->groups;
@@ -223,6 +302,11 @@ void dn_convolutional_forward(dn_layer *l, struct dn_network *net, const float *
     const int batch_norm_train = l->batch_normalize && net->train;
     if (dn_winograd_applies(l)) {
         dn_winograd_forward(l, net, input, n, batch_norm_train);
+        if (batch_norm_train) normalize_batch(l, n, threads);
+        return;
+    }
+    if (merges_images(l, n)) {
+        forward_merged(l, net, input, n, batch_norm_train);
         if (batch_norm_train) normalize_batch(l, n, threads);
         return;
     }
@@ -388,7 +472,7 @@ static int goes_by_image(const dn_layer *l, int n, int threads)
 size_t dn_convolutional_backward_scratch(const dn_layer *l)
 {
     /* Winograd layers need none, unless they fall back (then they check what is there) */
-    if (l->type != DN_LAYER_CONVOLUTIONAL || dn_winograd_backward_applies(l) || chunk_images(l) > 1) return 0;
+    if (l->type != DN_LAYER_CONVOLUTIONAL || dn_winograd_applies(l) || chunk_images(l) > 1) return 0;
     return by_image_floats(l);
 }
 
@@ -474,7 +558,7 @@ void dn_convolutional_backward(dn_layer *l, struct dn_network *net, const float 
     }
     /* 3x3 stride-1 layers: both gradients through Winograd (4x fewer multiplies, no im2col or
      * col2im), where its buffers are there */
-    if (dn_winograd_backward_applies(l) && net->winograd_grads_size >= dn_winograd_grads_floats(l, threads) &&
+    if (dn_winograd_applies(l) && net->winograd_grads_size >= dn_winograd_grads_floats(l, threads) &&
         (!input_delta || dn_winograd_prepare_backward(l, threads))) {
         dn_winograd_backward_weights(l, net, input, n);
         if (input_delta) dn_winograd_backward_data(l, net, l->delta, input_delta, n);

@@ -80,12 +80,13 @@ DN_HOT void dn_col2im_add(const float *col, size_t ld, int channels, int height,
     }
 }
 
-DN_HOT void dn_im2col_panels(const float *im, int channels, int height, int width, int ksize, int stride, int pad,
-                             int first, int count, float *panels)
+/* Columns [first, first + count) of one image's im2col matrix into panel columns [at, at + count). */
+__attribute__((always_inline)) static inline void panels_at(const float *im, int channels, int height, int width,
+                                                            int ksize, int stride, int pad, int first, int count,
+                                                            float *panels, size_t rows, int at)
 {
     const int out_w = (width + 2 * pad - ksize) / stride + 1;
     const int end = first + count;
-    const size_t rows = (size_t)channels * ksize * ksize;
     for (int ch = 0; ch < channels; ++ch) {
         const float *src = im + (size_t)ch * height * width;
         for (int ky = 0; ky < ksize; ++ky) {
@@ -102,7 +103,7 @@ DN_HOT void dn_im2col_panels(const float *im, int channels, int height, int widt
                     const int iy = oy * stride - pad + ky;
                     const float *in_row = iy >= 0 && iy < height ? src + (size_t)iy * width : NULL;
                     for (int ox = ox0; ox < ox1;) {
-                        const int q = p - first + (ox - ox0), lane = q % DN_GEMM_NR;
+                        const int q = at + p - first + (ox - ox0), lane = q % DN_GEMM_NR;
                         const int piece = DN_GEMM_NR - lane < ox1 - ox ? DN_GEMM_NR - lane : ox1 - ox;
                         float *restrict dst = panels + (size_t)(q / DN_GEMM_NR) * DN_GEMM_NR * rows + r * DN_GEMM_NR + lane;
                         if (!in_row) {
@@ -126,9 +127,38 @@ DN_HOT void dn_im2col_panels(const float *im, int channels, int height, int widt
             }
         }
     }
-    const int tail = count % DN_GEMM_NR; /* the last panel's columns past count */
-    if (tail) {
-        float *last = panels + (size_t)(count / DN_GEMM_NR) * DN_GEMM_NR * rows;
-        for (size_t r = 0; r < rows; ++r) memset(last + r * DN_GEMM_NR + tail, 0, sizeof(float) * (DN_GEMM_NR - tail));
+}
+
+/* Zeros in the last panel's columns past count. */
+static void zero_panel_tail(float *panels, size_t rows, int count)
+{
+    const int tail = count % DN_GEMM_NR;
+    if (!tail) return;
+    float *last = panels + (size_t)(count / DN_GEMM_NR) * DN_GEMM_NR * rows;
+    for (size_t r = 0; r < rows; ++r) memset(last + r * DN_GEMM_NR + tail, 0, sizeof(float) * (DN_GEMM_NR - tail));
+}
+
+DN_HOT void dn_im2col_panels(const float *im, int channels, int height, int width, int ksize, int stride, int pad,
+                             int first, int count, float *panels)
+{
+    const size_t rows = (size_t)channels * ksize * ksize;
+    panels_at(im, channels, height, width, ksize, stride, pad, first, count, panels, rows, 0);
+    zero_panel_tail(panels, rows, count);
+}
+
+DN_HOT void dn_im2col_panels_batch(const float *im, size_t image_floats, int channels, int height, int width,
+                                   int ksize, int stride, int pad, long first, int count, float *panels)
+{
+    const int out_h = (height + 2 * pad - ksize) / stride + 1;
+    const int out_w = (width + 2 * pad - ksize) / stride + 1;
+    const long spatial = (long)out_h * out_w;
+    const size_t rows = (size_t)channels * ksize * ksize;
+    for (long p = first; p < first + count;) {
+        const long image = p / spatial, position = p % spatial;
+        const int piece = (int)(spatial - position < first + count - p ? spatial - position : first + count - p);
+        panels_at(im + (size_t)image * image_floats, channels, height, width, ksize, stride, pad, (int)position, piece,
+                  panels, rows, (int)(p - first));
+        p += piece;
     }
+    zero_panel_tail(panels, rows, count);
 }

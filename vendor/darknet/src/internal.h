@@ -261,8 +261,6 @@ void dn_convolutional_affine(const dn_layer *l, int f, float *mul, float *add);
 
 /* winograd.c: F(4x4, 3x3) for 3x3 stride-1 pad-1 convolutions with enough channels and tiles. */
 int dn_winograd_applies(const dn_layer *l);
-/* Whether the backward pass of such a layer goes through Winograd too (larger maps only). */
-int dn_winograd_backward_applies(const dn_layer *l);
 size_t dn_winograd_workspace(const dn_layer *l, int threads);
 /* Make (or refresh after a weight change) the transformed kernels; 0 when out of memory. */
 int dn_winograd_prepare(dn_layer *l, int threads);
@@ -377,6 +375,10 @@ void dn_im2col(const float *im, int channels, int height, int width, int ksize, 
  * the last panel padded with zeros. */
 void dn_im2col_panels(const float *im, int channels, int height, int width, int ksize, int stride, int pad,
                       int first, int count, float *panels);
+/* The same over a batch's columns, image after image (images image_floats apart): column
+ * b * out_h * out_w + i is position i of image b. */
+void dn_im2col_panels_batch(const float *im, size_t image_floats, int channels, int height, int width, int ksize,
+                            int stride, int pad, long first, int count, float *panels);
 
 /* box helpers (nms.c) */
 float dn_box_iou(const float *a, const float *b);

@@ -28,12 +28,12 @@
 #ifndef DN_WINO_MIN_CHANNELS
 #define DN_WINO_MIN_CHANNELS 32
 #endif
-#define DN_WINO_MIN_TILES 4 /* ... and below this many tiles (5x5 outputs give 4, of which 39 %
-                              * padding) the padding of the last tiles wastes most of the gain */
-/* The backward pass wants more: at 4 tiles (a 5x5 map: 64 outputs computed for 25) the im2col
- * backward over chunks of images takes 60 % of the Winograd backward's time (yolov4-tiny-3l at
- * 160x160, batch 16: 79 vs 129 ms on its 512-channel 5x5 layer). */
-#define DN_WINO_MIN_BACKWARD_TILES 9
+/* ... and below this many tiles the padding of the last tiles wastes the gain: a 5x5 map (4
+ * tiles) computes 64 outputs for 25. There the im2col path, with the batch's images side by
+ * side, is as fast forward and 40 % faster backward, and needs no transformed kernels
+ * (yolov4-tiny-3l at 160x160, batch 16, its 512-channel 5x5 layer: backward 79 vs 129 ms). At 9
+ * tiles (10x10 maps) Winograd takes half the im2col path's time both ways. */
+#define DN_WINO_MIN_TILES 9
 
 static int tiles_across(const dn_layer *l) { return (l->out_w + DN_WINO_OUT - 1) / DN_WINO_OUT; }
 static int tile_count(const dn_layer *l)
@@ -48,10 +48,6 @@ int dn_winograd_applies(const dn_layer *l)
     return tile_count(l) >= DN_WINO_MIN_TILES;
 }
 
-int dn_winograd_backward_applies(const dn_layer *l)
-{
-    return dn_winograd_applies(l) && tile_count(l) >= DN_WINO_MIN_BACKWARD_TILES;
-}
 
 /*
  * Blocks are runs of the batch's tiles (image after image: tile g is tile g % tiles of image
@@ -129,7 +125,7 @@ size_t dn_winograd_workspace(const dn_layer *l, int threads)
     /* the all-threads-per-block schedule needs one V and M and every thread's scratch: less. The
      * backward view swaps channels and filters, which moves V's panel padding. */
     const dn_layer view = backward_view(l);
-    const size_t forward = thread_floats(l), backward = dn_winograd_backward_applies(l) ? thread_floats(&view) : 0;
+    const size_t forward = thread_floats(l), backward = thread_floats(&view);
     return (size_t)threads * (forward > backward ? forward : backward);
 }
 
@@ -737,7 +733,7 @@ static size_t dm_point_floats(const dn_layer *l, int per_block) { return skewed(
 
 size_t dn_winograd_grads_floats(const dn_layer *l, int threads)
 {
-    if (!dn_winograd_backward_applies(l)) return 0;
+    if (!dn_winograd_applies(l)) return 0;
     const int per_block = grad_block_tiles(l);
     return DN_WINO_POINTS * (du_point_floats(l) + vt_point_floats(l, per_block) + dm_point_floats(l, per_block)) +
            (size_t)threads * scratch_floats(l, per_block);
