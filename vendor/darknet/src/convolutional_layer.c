@@ -346,26 +346,30 @@ void dn_convolutional_forward(dn_layer *l, struct dn_network *net, const float *
  * Training-mode batch norm over the n images and all positions of each filter. The variance
  * is the biased one (1/N) so that the backward pass is the exact gradient of this forward
  * (darknet divides by N - 1 here, a difference of under 1% for N >= 100).
+ *
+ * Only the normalised values are kept for the backward pass (bn_x_norm): the raw result less
+ * the mean is x_norm / inv_std, and the activation's input is x_norm * scale + bias, computed
+ * again the same way. On large maps these passes are bound by memory, and two more copies of
+ * the output cost more than the arithmetic.
  */
-/* One filter of normalize_batch: statistics over the raw convolution results in l->output, kept
- * in bn_x for the backward pass while the normalised values are written. */
+/* One filter of normalize_batch, over the raw convolution results in l->output. */
 DN_HOT static void normalize_filter(dn_layer *l, int f, int n)
 {
     const size_t spatial = (size_t)l->out_h * l->out_w;
     const double count = (double)n * spatial;
+    /* sums of x and x^2 in one pass, in double: E[x^2] - mean^2 then loses float precision
+     * only where the mean is some 2^14 standard deviations away from 0 */
     double sum = 0, squares = 0;
     for (int b = 0; b < n; ++b) {
         const float *plane = l->output + (size_t)b * l->outputs + f * spatial;
-#pragma omp simd reduction(+ : sum)
-        for (size_t i = 0; i < spatial; ++i) sum += plane[i];
+#pragma omp simd reduction(+ : sum, squares)
+        for (size_t i = 0; i < spatial; ++i) {
+            sum += plane[i];
+            squares += (double)plane[i] * plane[i];
+        }
     }
-    const float mean = (float)(sum / count);
-    for (int b = 0; b < n; ++b) {
-        const float *plane = l->output + (size_t)b * l->outputs + f * spatial;
-#pragma omp simd reduction(+ : squares)
-        for (size_t i = 0; i < spatial; ++i) squares += (double)(plane[i] - mean) * (plane[i] - mean);
-    }
-    const float variance = (float)(squares / count);
+    const double mean_exact = sum / count, spread = squares / count - mean_exact * mean_exact;
+    const float mean = (float)mean_exact, variance = (float)(spread > 0 ? spread : 0);
     l->bn_mean[f] = mean;
     l->bn_variance[f] = variance;
     /* darknet's GPU momentum (.99/.01), on the CPU too */
@@ -375,16 +379,12 @@ DN_HOT static void normalize_filter(dn_layer *l, int f, int n)
     const float scale = l->scales[f], bias = l->biases[f];
     for (int b = 0; b < n; ++b) {
         const size_t offset = (size_t)b * l->outputs + f * spatial;
-        float *restrict out = l->output + offset, *restrict x = l->bn_x + offset;
-        float *restrict x_norm = l->bn_x_norm + offset, *restrict act = l->act_input + offset;
+        float *restrict out = l->output + offset, *restrict x_norm = l->bn_x_norm + offset;
 #pragma omp simd
         for (size_t i = 0; i < spatial; ++i) {
-            const float raw = out[i], normalised = (raw - mean) * inv_std;
-            const float y = normalised * scale + bias;
-            x[i] = raw;
+            const float normalised = (out[i] - mean) * inv_std;
             x_norm[i] = normalised;
-            act[i] = y;
-            out[i] = y;
+            out[i] = normalised * scale + bias;
         }
         dn_activate_array(out, spatial, l->activation);
     }
@@ -396,43 +396,48 @@ static void normalize_batch(dn_layer *l, int n, int threads)
     for (int f = 0; f < l->filters; ++f) normalize_filter(l, f, n);
 }
 
-/* The adjoint of normalize_batch: turns l->delta from -dL/d(normalised output) into
+/* Values of one plane whose activation gradient is taken at a time (on the stack). */
+#define DN_GRADIENT_CHUNK 256
+
+/* The adjoint of the activation and of normalize_batch: turns l->delta from -dL/d(output) into
  * -dL/d(convolution result), accumulating the scale and bias updates. */
 DN_HOT static void normalize_filter_backward(dn_layer *l, int f, int n)
 {
     const size_t spatial = (size_t)l->out_h * l->out_w;
     const float count = (float)((size_t)n * spatial);
+    const float scale = l->scales[f], bias = l->biases[f];
     double bias_sum = 0, scale_sum = 0;
     for (int b = 0; b < n; ++b) {
         const size_t offset = (size_t)b * l->outputs + f * spatial;
+        const float *restrict x_norm = l->bn_x_norm + offset;
+        float *restrict delta = l->delta + offset;
+        for (size_t first = 0; first < spatial; first += DN_GRADIENT_CHUNK) {
+            const size_t end = first + DN_GRADIENT_CHUNK < spatial ? first + DN_GRADIENT_CHUNK : spatial;
+            float y[DN_GRADIENT_CHUNK]; /* the activation's input, as normalize_filter made it */
+#pragma omp simd
+            for (size_t i = first; i < end; ++i) y[i - first] = x_norm[i] * scale + bias;
+            dn_gradient_array(y, end - first, l->activation, delta + first);
 #pragma omp simd reduction(+ : bias_sum, scale_sum)
-        for (size_t i = 0; i < spatial; ++i) {
-            bias_sum += l->delta[offset + i];
-            scale_sum += (double)l->delta[offset + i] * l->bn_x_norm[offset + i];
+            for (size_t i = first; i < end; ++i) {
+                bias_sum += delta[i];
+                scale_sum += (double)delta[i] * x_norm[i];
+            }
         }
     }
     l->bias_updates[f] += (float)bias_sum;
     l->scale_updates[f] += (float)scale_sum;
     const float inv_std = 1.0f / sqrtf(l->bn_variance[f] + BN_EPSILON);
-    double mean_delta = 0, variance_delta = 0;
+    /* d(x) = scale * inv_std * (delta - (sum of delta + x_norm * sum of delta x_norm) / N): the
+     * mean's and the variance's terms of darknet's backward_batchnorm, with x - mean written as
+     * x_norm * sqrt(var + eps) */
+    const float mean_term = (float)(-bias_sum * scale * inv_std / count);
+    const float centred_term = (float)(-scale_sum * scale * inv_std / count);
     for (int b = 0; b < n; ++b) {
         const size_t offset = (size_t)b * l->outputs + f * spatial;
-#pragma omp simd reduction(+ : mean_delta, variance_delta)
-        for (size_t i = 0; i < spatial; ++i) {
-            const float d = l->delta[offset + i] * l->scales[f];
-            mean_delta += d;
-            variance_delta += (double)d * (l->bn_x[offset + i] - l->bn_mean[f]);
-        }
-    }
-    const float mean_term = (float)(-mean_delta * inv_std) / count;
-    const float variance_term = (float)(variance_delta * -0.5 * pow(l->bn_variance[f] + BN_EPSILON, -1.5)) * 2.0f / count;
-    for (int b = 0; b < n; ++b) {
-        const size_t offset = (size_t)b * l->outputs + f * spatial;
+        const float *restrict x_norm = l->bn_x_norm + offset;
+        float *restrict delta = l->delta + offset;
 #pragma omp simd
-        for (size_t i = 0; i < spatial; ++i) {
-            const float d = l->delta[offset + i] * l->scales[f];
-            l->delta[offset + i] = d * inv_std + variance_term * (l->bn_x[offset + i] - l->bn_mean[f]) + mean_term;
-        }
+        for (size_t i = 0; i < spatial; ++i) delta[i] = delta[i] * scale * inv_std + centred_term * x_norm[i] + mean_term;
     }
 }
 
@@ -541,10 +546,10 @@ void dn_convolutional_backward(dn_layer *l, struct dn_network *net, const float 
     const int spatial = l->out_h * l->out_w;
     const int threads = net->threads;
 
-    dn_gradient_parallel(l->act_input, (size_t)n * l->outputs, l->activation, l->delta, threads);
-    if (l->batch_normalize) {
+    if (l->batch_normalize) { /* the activation's gradient too */
         normalize_batch_backward(l, n, threads);
     } else {
+        dn_gradient_parallel(l->act_input, (size_t)n * l->outputs, l->activation, l->delta, threads);
 #pragma omp parallel for num_threads(threads) schedule(static)
         for (int f = 0; f < l->filters; ++f) {
             double sum = 0;

@@ -123,9 +123,8 @@ struct dn_layer {
 
     /* training buffers, allocated on the first training call */
     float *delta;             /* batch * outputs: -dL/d(output), darknet's sign */
-    float *act_input;         /* batch * outputs: values before the activation */
-    float *bn_x;              /* batch * outputs: convolution result before batch norm */
-    float *bn_x_norm;         /* batch * outputs: normalised values */
+    float *act_input;         /* batch * outputs: values before the activation (not for batch norm) */
+    float *bn_x_norm;         /* batch * outputs: batch-normalised values */
     float *bn_mean, *bn_variance;  /* filters each: statistics of the last training batch */
     float *weight_updates, *bias_updates, *scale_updates;             /* -dL/dparam, momentum */
     int *indexes;             /* maxpool: argmax input index per output */

@@ -55,10 +55,9 @@ static void free_training_buffers(dn_layer *l)
 {
     free(l->delta);
     free(l->act_input);
-    free(l->bn_x);
     free(l->bn_x_norm);
     free(l->indexes);
-    l->delta = l->act_input = l->bn_x = l->bn_x_norm = NULL;
+    l->delta = l->act_input = l->bn_x_norm = NULL;
     l->indexes = NULL;
 }
 
@@ -403,11 +402,11 @@ static int alloc_training_buffers(dn_layer *l, int batch)
     const size_t count = (size_t)batch * l->outputs;
     free_training_buffers(l);
     l->delta = alloc_floats(count, &ok);
-    if (l->type == DN_LAYER_CONVOLUTIONAL || l->type == DN_LAYER_SHORTCUT) l->act_input = alloc_floats(count, &ok);
-    if (l->type == DN_LAYER_CONVOLUTIONAL && l->batch_normalize) {
-        l->bn_x = alloc_floats(count, &ok);
-        l->bn_x_norm = alloc_floats(count, &ok);
-    }
+    /* batch-norm layers compute their activation's input again from bn_x_norm */
+    const int batch_norm = l->type == DN_LAYER_CONVOLUTIONAL && l->batch_normalize;
+    if ((l->type == DN_LAYER_CONVOLUTIONAL && !batch_norm) || l->type == DN_LAYER_SHORTCUT)
+        l->act_input = alloc_floats(count, &ok);
+    if (batch_norm) l->bn_x_norm = alloc_floats(count, &ok);
     if (l->type == DN_LAYER_MAXPOOL) {
         l->indexes = dn_calloc(count, sizeof(int));
         if (!l->indexes) ok = 0;
