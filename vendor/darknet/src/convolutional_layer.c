@@ -237,6 +237,19 @@ dn_status dn_convolutional_prepare(dn_layer *l, int threads)
     return DN_OK;
 }
 
+/* The forward's epilogue for `count` values of filter f at output offset `at` (image, filter,
+ * position): bias or inference batch norm applied to `from` into the output (from may be the
+ * output itself), kept in act_input when training, activated. */
+static void finish_outputs(dn_layer *l, const struct dn_network *net, int f, size_t at, const float *from, int count)
+{
+    float *row = l->output + at;
+    float mul, add;
+    dn_convolutional_affine(l, f, &mul, &add);
+    for (int i = 0; i < count; ++i) row[i] = from[i] * mul + add;
+    if (net->train) memcpy(l->act_input + at, row, sizeof(float) * count);
+    dn_activate_array(row, (size_t)count, l->activation);
+}
+
 /* Rows [0, m) x columns [0, count) of a merged tile's result (count apart), whose first column is
  * column `first` of the batch, into each image's output as the forward's epilogue says. */
 static void scatter_merged(dn_layer *l, struct dn_network *net, int g, const float *result, long first, int count,
@@ -250,17 +263,11 @@ static void scatter_merged(dn_layer *l, struct dn_network *net, int g, const flo
         for (int j = 0; j < m; ++j) {
             const int f = g * m + j;
             const size_t at = (size_t)image * l->outputs + (size_t)f * spatial + position;
-            float *row = l->output + at;
             const float *from = result + (size_t)j * count + (p - first);
-            if (batch_norm_train) { /* normalize_batch needs the whole batch's statistics */
-                memcpy(row, from, sizeof(float) * piece);
-                continue;
-            }
-            float mul, add;
-            dn_convolutional_affine(l, f, &mul, &add);
-            for (int i = 0; i < piece; ++i) row[i] = from[i] * mul + add;
-            if (net->train) memcpy(l->act_input + at, row, sizeof(float) * piece);
-            dn_activate_array(row, (size_t)piece, l->activation);
+            if (batch_norm_train) /* normalize_batch needs the whole batch's statistics */
+                memcpy(l->output + at, from, sizeof(float) * piece);
+            else
+                finish_outputs(l, net, f, at, from, piece);
         }
         p += piece;
     }
@@ -329,14 +336,8 @@ void dn_convolutional_forward(dn_layer *l, struct dn_network *net, const float *
         }
         if (batch_norm_train) continue; /* normalize_batch needs the whole batch's statistics */
         for (int j = 0; j < m; ++j) {
-            const int f = g * m + j;
-            float *row = out + (size_t)j * spatial;
-            float mul, add;
-            dn_convolutional_affine(l, f, &mul, &add);
-            for (int i = 0; i < count; ++i) row[i] = row[i] * mul + add;
-            if (net->train)
-                memcpy(l->act_input + (size_t)b * l->outputs + (size_t)f * spatial + first, row, sizeof(float) * count);
-            dn_activate_array(row, (size_t)count, l->activation);
+            const size_t at = (size_t)b * l->outputs + (size_t)(g * m + j) * spatial + first;
+            finish_outputs(l, net, g * m + j, at, l->output + at, count);
         }
     }
     if (batch_norm_train) normalize_batch(l, n, threads);

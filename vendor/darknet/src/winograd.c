@@ -48,7 +48,6 @@ int dn_winograd_applies(const dn_layer *l)
     return tile_count(l) >= DN_WINO_MIN_TILES;
 }
 
-
 /*
  * Blocks are runs of the batch's tiles (image after image: tile g is tile g % tiles of image
  * g / tiles), so that small maps fill the GEMMs with several images. Every output value is the
@@ -83,9 +82,10 @@ static size_t skewed(size_t floats) { return floats + DN_WINO_SKEW_FLOATS; }
 
 /* One point's transformed kernels: rows x columns in dn_gemm_packed's A panels. */
 static size_t u_point_floats(int rows, int columns) { return skewed(dn_packed_a_floats(rows, columns)); }
-/* One point's V (c x block tiles, in dn_gemm_packed's B panels) and M (filters x block tiles). */
+/* One point's V (c x block tiles, in dn_gemm_packed's B panels) and M (filters x block tiles;
+ * with fewer tiles in a block, M's points lie closer: for `tiles`, this many apart). */
 static size_t v_point_floats(const dn_layer *l, int per_block) { return skewed(dn_packed_b_floats(l->c, per_block)); }
-static size_t m_point_floats(const dn_layer *l, int per_block) { return skewed((size_t)l->filters * per_block); }
+static size_t m_point_floats(const dn_layer *l, int tiles) { return skewed((size_t)l->filters * tiles); }
 static size_t block_floats(const dn_layer *l, int per_block)
 {
     return DN_WINO_POINTS * (v_point_floats(l, per_block) + m_point_floats(l, per_block));
@@ -454,7 +454,7 @@ DN_HOT static void transform_outputs_image(const dn_layer *l, const float *m, in
                                            float *out, float *act_input, dn_wino_mode mode, float *scratch)
 {
     const int oh = l->out_h, ow = l->out_w, tiles_x = tiles_across(l), stride = tiles_x + 1;
-    const size_t point = skewed((size_t)l->filters * ld);
+    const size_t point = m_point_floats(l, ld);
     const size_t plane = (size_t)oh * ow;
     float *y[DN_WINO_OUT * DN_WINO_OUT]; /* y[4i + j][k]: output (4ty + i, 4tx + j) of tile k */
     for (int q = 0; q < DN_WINO_OUT * DN_WINO_OUT; ++q) y[q] = scratch + (size_t)q * stride;
@@ -557,7 +557,7 @@ static void run_shared_blocks(const dn_layer *l, struct dn_network *net, const f
 #pragma omp for schedule(dynamic, 1)
             for (int p = 0; p < DN_WINO_POINTS; ++p)
                 dn_gemm_packed(out, count, in, l->winograd_kernels + p * u_point, v + p * v_point,
-                               m + p * skewed((size_t)out * count), count);
+                               m + p * m_point_floats(l, count), count);
 #pragma omp for schedule(static)
             for (int f = 0; f < out; ++f) transform_outputs(l, m, g0, count, f, f + 1, output, act, mode, mine);
         }
@@ -592,7 +592,7 @@ static void run(const dn_layer *l, struct dn_network *net, const float *input, f
         transform_inputs(l, input, g0, count, 0, in, v, v_point, 0, scratch);
         for (int p = 0; p < DN_WINO_POINTS; ++p)
             dn_gemm_packed(out, count, in, l->winograd_kernels + p * u_point, v + p * v_point,
-                           m + p * skewed((size_t)out * count), count);
+                           m + p * m_point_floats(l, count), count);
         transform_outputs(l, m, g0, count, 0, out, output, act, mode, scratch);
     }
 }
