@@ -113,7 +113,7 @@ static int is_pointwise(const dn_layer *l) { return l->size == 1 && l->stride ==
  * a tile (k rows x columns) is meant to stay in the core's cache between being written and the
  * GEMM reading it, and bias, batch norm and activation follow on the tile while it is hot. */
 #define DN_TILE_CACHE_FLOATS ((size_t)64 * 1024) /* 256 KiB of columns: within a core's L2 */
-#define DN_TILE_ALIGN DN_GEMM_NR                  /* columns: whole panels of the GEMM's B operand */
+#define DN_TILE_ALIGN DN_GEMM_NC                  /* columns: whole pairs of the GEMM's B panels */
 
 /* Columns per tile: fits the cache budget, yet splits one image over all threads. It depends on
  * the layer and the thread count only, never on the batch, so an image's result does not

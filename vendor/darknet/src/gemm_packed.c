@@ -12,8 +12,8 @@
  *   B: panel j holds columns j*NR .. j*NR + NR - 1, for each p the NR values B[p][column]
  *      (columns past n are 0); it starts at float j * NR * k.
  * The micro-kernel keeps an MR x NR block of C in registers over a depth of up to DN_GEMM_KC.
- * On x86-64 with AVX2 and FMA (checked at run time) it is written with intrinsics; elsewhere a
- * plain C kernel with the same layout and the same order of additions per output runs.
+ * On x86-64 with AVX-512 or AVX2 and FMA (checked at run time) it is written with intrinsics;
+ * elsewhere a plain C kernel with the same layout and the same order of additions per output runs.
  */
 #include "internal.h"
 
@@ -138,45 +138,154 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(int k, const float *
 }
 #endif
 
-static int cpu_has_avx2(void)
+#ifdef DN_GEMM_X86
+/* AVX-512 (checked at run time): 12 of the 32 zmm registers hold a 6 x 32 block that spans two
+ * neighbouring B panels (b, b2), so each step's two loads and six broadcasts feed 12 FMAs; a lone
+ * last panel takes the 6 x 16 kernel. The additions per output are those of the AVX2 kernel, in
+ * the same order, so both give the same bits. */
+#define DN_AVX512_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
+
+/* Rows r < rows of the six accumulators (16 columns each, the first `cols` of them) into C. */
+DN_AVX512_TARGET static inline void store_zmm_rows(const __m512 *acc, int acc_step, float *c, int ldc, int accumulate,
+                                                  int rows, int cols)
+{
+    const __mmask16 mask = cols >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << cols) - 1u);
+    for (int r = 0; r < rows; ++r) {
+        float *row = c + (size_t)r * ldc;
+        __m512 value = acc[r * acc_step];
+        if (accumulate) value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(mask, row));
+        _mm512_mask_storeu_ps(row, mask, value);
+    }
+}
+
+DN_AVX512_TARGET static void kernel_avx512(int k, const float *restrict a, const float *restrict b, int ldb,
+                                           float *restrict c, int ldc, int accumulate, int rows, int cols)
+{
+    __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
+    for (int p = 0; p < k; ++p) {
+        const __m512 b0 = _mm512_loadu_ps(b);
+        c0 = _mm512_fmadd_ps(_mm512_set1_ps(a[0]), b0, c0);
+        c1 = _mm512_fmadd_ps(_mm512_set1_ps(a[1]), b0, c1);
+        c2 = _mm512_fmadd_ps(_mm512_set1_ps(a[2]), b0, c2);
+        c3 = _mm512_fmadd_ps(_mm512_set1_ps(a[3]), b0, c3);
+        c4 = _mm512_fmadd_ps(_mm512_set1_ps(a[4]), b0, c4);
+        c5 = _mm512_fmadd_ps(_mm512_set1_ps(a[5]), b0, c5);
+        a += DN_GEMM_MR;
+        b += ldb;
+    }
+    const __m512 acc[DN_GEMM_MR] = {c0, c1, c2, c3, c4, c5};
+    store_zmm_rows(acc, 1, c, ldc, accumulate, rows, cols);
+}
+
+DN_AVX512_TARGET static void kernel_avx512_wide(int k, const float *restrict a, const float *restrict b,
+                                                const float *restrict b2, int ldb, float *restrict c, int ldc,
+                                                int accumulate, int rows, int cols)
+{
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int p = 0; p < k; ++p) {
+        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b2);
+        __m512 av = _mm512_set1_ps(a[0]);
+        c00 = _mm512_fmadd_ps(av, b0, c00);
+        c01 = _mm512_fmadd_ps(av, b1, c01);
+        av = _mm512_set1_ps(a[1]);
+        c10 = _mm512_fmadd_ps(av, b0, c10);
+        c11 = _mm512_fmadd_ps(av, b1, c11);
+        av = _mm512_set1_ps(a[2]);
+        c20 = _mm512_fmadd_ps(av, b0, c20);
+        c21 = _mm512_fmadd_ps(av, b1, c21);
+        av = _mm512_set1_ps(a[3]);
+        c30 = _mm512_fmadd_ps(av, b0, c30);
+        c31 = _mm512_fmadd_ps(av, b1, c31);
+        av = _mm512_set1_ps(a[4]);
+        c40 = _mm512_fmadd_ps(av, b0, c40);
+        c41 = _mm512_fmadd_ps(av, b1, c41);
+        av = _mm512_set1_ps(a[5]);
+        c50 = _mm512_fmadd_ps(av, b0, c50);
+        c51 = _mm512_fmadd_ps(av, b1, c51);
+        a += DN_GEMM_MR;
+        b += ldb;
+        b2 += ldb;
+    }
+    const __m512 acc[DN_GEMM_MR * 2] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+    store_zmm_rows(acc, 2, c, ldc, accumulate, rows, DN_GEMM_NR);
+    store_zmm_rows(acc + 1, 2, c + DN_GEMM_NR, ldc, accumulate, rows, cols - DN_GEMM_NR);
+}
+#endif
+
+/* A 6 x 32 block over two neighbouring B panels (b, b2); cols is 17..32. */
+typedef void (*dn_wide_kernel)(int k, const float *restrict a, const float *restrict b, const float *restrict b2,
+                               int ldb, float *restrict c, int ldc, int accumulate, int rows, int cols);
+
+/* The micro-kernels one GEMM runs: `narrow` for one B panel, `wide` (or NULL) for two. */
+typedef struct {
+    dn_micro_kernel narrow;
+    dn_wide_kernel wide;
+} dn_kernels;
+
+static int cpu_has(const char *level)
 {
 #ifdef DN_GEMM_X86
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
+    if (strcmp(level, "avx2") == 0) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (strcmp(level, "avx512") == 0)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+#endif
+    (void)level;
     return 0;
-#endif
 }
 
-/* The micro-kernel called `name` ("avx2", "portable"; NULL: the best this CPU runs), or NULL. */
-static dn_micro_kernel micro_kernel(const char *name)
+/* The micro-kernels called `name` ("avx512", "avx2", "portable"; NULL: the best this CPU runs);
+ * narrow is NULL where this CPU cannot run them. */
+static dn_kernels micro_kernels(const char *name)
 {
+    dn_kernels kernels = {NULL, NULL};
 #ifdef DN_GEMM_X86
-    if ((!name || strcmp(name, "avx2") == 0) && cpu_has_avx2()) return kernel_avx2;
+    if ((!name || strcmp(name, "avx512") == 0) && cpu_has("avx512")) {
+        kernels.narrow = kernel_avx512;
+        kernels.wide = kernel_avx512_wide;
+        return kernels;
+    }
+    if ((!name || strcmp(name, "avx2") == 0) && cpu_has("avx2")) {
+        kernels.narrow = kernel_avx2;
+        return kernels;
+    }
 #endif
-    if (!name || strcmp(name, "portable") == 0) return kernel_portable;
-    return NULL;
+    if (!name || strcmp(name, "portable") == 0) kernels.narrow = kernel_portable;
+    return kernels;
 }
 
-const char *dn_gemm_packed_kernel_name(void) { return cpu_has_avx2() ? "avx2" : "portable"; }
+const char *dn_gemm_packed_kernel_name(void)
+{
+    return cpu_has("avx512") ? "avx512" : cpu_has("avx2") ? "avx2" : "portable";
+}
 
 /* The blocked loops over C; B's panel of columns jr.. starts at b + jr * column_step, its depth p
  * at + p * ldb (packed: column_step k, ldb NR; plain rows: 1 and the row length). */
-static void gemm_blocks(dn_micro_kernel kernel, int m, int n, int k, const float *a, const float *b,
+static void gemm_blocks(dn_kernels kernels, int m, int n, int k, const float *a, const float *b,
                         size_t column_step, int ldb, float *c, int ldc, int accumulate)
 {
     for (int pc = 0; pc < k; pc += DN_GEMM_KC) {
         const int kc = k - pc < DN_GEMM_KC ? k - pc : DN_GEMM_KC;
         for (int ic = 0; ic < m; ic += DN_GEMM_MC) {
             const int mc = m - ic < DN_GEMM_MC ? m - ic : DN_GEMM_MC;
-            for (int jr = 0; jr < n; jr += DN_GEMM_NR) {
+            for (int jr = 0; jr < n;) {
                 const float *bp = b + (size_t)jr * column_step + (size_t)pc * ldb;
-                const int cols = n - jr < DN_GEMM_NR ? n - jr : DN_GEMM_NR;
+                const int wide = kernels.wide && n - jr > DN_GEMM_NR;
+                const int span = wide ? 2 * DN_GEMM_NR : DN_GEMM_NR;
+                const int cols = n - jr < span ? n - jr : span;
                 for (int ir = ic; ir < ic + mc; ir += DN_GEMM_MR) {
                     const float *ap = a + (size_t)ir * k + (size_t)pc * DN_GEMM_MR;
                     const int rows = m - ir < DN_GEMM_MR ? m - ir : DN_GEMM_MR;
-                    kernel(kc, ap, bp, ldb, c + (size_t)ir * ldc + jr, ldc, accumulate || pc > 0, rows, cols);
+                    float *block = c + (size_t)ir * ldc + jr;
+                    if (wide)
+                        kernels.wide(kc, ap, bp, bp + DN_GEMM_NR * column_step, ldb, block, ldc, accumulate || pc > 0,
+                                     rows, cols);
+                    else
+                        kernels.narrow(kc, ap, bp, ldb, block, ldc, accumulate || pc > 0, rows, cols);
                 }
+                jr += span;
             }
         }
     }
@@ -184,17 +293,17 @@ static void gemm_blocks(dn_micro_kernel kernel, int m, int n, int k, const float
 
 void dn_gemm_packed(int m, int n, int k, const float *a, const float *b, float *c, int ldc)
 {
-    gemm_blocks(micro_kernel(NULL), m, n, k, a, b, (size_t)k, DN_GEMM_NR, c, ldc, 0);
+    gemm_blocks(micro_kernels(NULL), m, n, k, a, b, (size_t)k, DN_GEMM_NR, c, ldc, 0);
 }
 
 void dn_gemm_packed_add(int m, int n, int k, const float *a, const float *b, float *c, int ldc)
 {
-    gemm_blocks(micro_kernel(NULL), m, n, k, a, b, (size_t)k, DN_GEMM_NR, c, ldc, 1);
+    gemm_blocks(micro_kernels(NULL), m, n, k, a, b, (size_t)k, DN_GEMM_NR, c, ldc, 1);
 }
 
 void dn_gemm_rows(int m, int n, int k, const float *a, const float *b, int ldb, float *c, int ldc, float *tail)
 {
-    const dn_micro_kernel kernel = micro_kernel(NULL);
+    const dn_kernels kernel = micro_kernels(NULL);
     const int whole = n / DN_GEMM_NR * DN_GEMM_NR;
     if (whole) gemm_blocks(kernel, m, whole, k, a, b, 1, ldb, c, ldc, 0);
     if (whole == n) return;
@@ -205,8 +314,8 @@ void dn_gemm_rows(int m, int n, int k, const float *a, const float *b, int ldb, 
 int dn_gemm_packed_with(const char *kernel_name, int m, int n, int k, const float *a, const float *b, float *c,
                         int ldc)
 {
-    const dn_micro_kernel kernel = micro_kernel(kernel_name);
-    if (!kernel) return 0;
+    const dn_kernels kernel = micro_kernels(kernel_name);
+    if (!kernel.narrow) return 0;
     gemm_blocks(kernel, m, n, k, a, b, (size_t)k, DN_GEMM_NR, c, ldc, 0);
     return 1;
 }

@@ -344,9 +344,12 @@ void dn_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const f
 void dn_gemm_single_threaded(void);
 
 /* gemm_packed.c: C = A B on operands already in panel order (see there), on the calling thread.
- * MR x NR is the micro-kernel's block of C: 12 of x86-64's 16 AVX2 registers. */
+ * MR x NR is the micro-kernel's block of C: 12 of x86-64's 16 AVX2 registers. The AVX-512 kernel
+ * covers two B panels at once (DN_GEMM_NC columns), so tiles and blocks of B columns are made
+ * multiples of DN_GEMM_NC where they can be. */
 #define DN_GEMM_MR 6
 #define DN_GEMM_NR 16
+#define DN_GEMM_NC (2 * DN_GEMM_NR)
 size_t dn_packed_a_floats(int m, int k);
 size_t dn_packed_b_floats(int k, int n);
 /* A (m x k, row-major, lda) into panels of MR rows; B (k x n, row-major, ldb) into panels of NR columns. */

@@ -60,6 +60,7 @@ static int most_block_tiles(const dn_layer *l)
 {
     size_t count = DN_WINO_BLOCK_FLOATS / ((size_t)DN_WINO_POINTS * (l->c + l->filters));
     count = count / DN_GEMM_NR * DN_GEMM_NR;
+    if (count >= DN_GEMM_NC) count = count / DN_GEMM_NC * DN_GEMM_NC;
     return count < DN_GEMM_NR ? DN_GEMM_NR : (int)count;
 }
 
@@ -69,7 +70,7 @@ static int block_tiles(const dn_layer *l, int threads, int n)
 {
     const long total = (long)n * tile_count(l);
     long share = (total + threads - 1) / threads;
-    share = (share + DN_GEMM_NR - 1) / DN_GEMM_NR * DN_GEMM_NR;
+    share = (share + DN_GEMM_NC - 1) / DN_GEMM_NC * DN_GEMM_NC;
     const int most = most_block_tiles(l);
     return share < most ? (int)share : most;
 }

@@ -36,7 +36,7 @@ static void test_shape(int m, int n, int k)
     for (int i = 0; i < k * n; ++i) b[i] = uniform(&state);
     dn_pack_a(a, k, m, k, pa);
     dn_pack_b(b, n, k, n, pb);
-    const char *kernels[] = {"portable", "avx2"};
+    const char *kernels[] = {"portable", "avx2", "avx512"};
     for (size_t kind = 0; kind < sizeof kernels / sizeof kernels[0]; ++kind) {
         for (int i = 0; i < m * n; ++i) c[i] = NAN; /* every value must be written */
         if (!dn_gemm_packed_with(kernels[kind], m, n, k, pa, pb, c, n)) continue; /* not on this CPU */
@@ -50,6 +50,9 @@ static void test_shape(int m, int n, int k)
             }
         check(worst <= 1e-6 * k, kernels[kind], m, n, k);
     }
+    /* the AVX-512 kernels add in the AVX2 kernel's order: the same bits (results do not depend on the CPU) */
+    if (dn_gemm_packed_with("avx2", m, n, k, pa, pb, c, n) && dn_gemm_packed_with("avx512", m, n, k, pa, pb, rows, n))
+        check(memcmp(c, rows, sizeof(float) * m * n) == 0, "avx512 == avx2", m, n, k);
     /* plain rows of B give the very same sums as packed B (1x1 layers rely on it) */
     dn_gemm_packed(m, n, k, pa, pb, c, n);
     dn_gemm_rows(m, n, k, pa, b, n, rows, n, tail);
@@ -59,7 +62,7 @@ static void test_shape(int m, int n, int k)
 
 int main(void)
 {
-    const int shapes[][3] = {{1, 1, 1}, {6, 16, 8}, {7, 17, 3}, {13, 50, 27}, {125, 33, 300}, {64, 129, 600}, {250, 20, 64}};
+    const int shapes[][3] = {{1, 1, 1}, {6, 16, 8}, {7, 17, 3}, {13, 50, 27}, {125, 33, 300}, {64, 129, 600}, {250, 20, 64}, {12, 48, 5}, {30, 200, 260}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; ++i) test_shape(shapes[i][0], shapes[i][1], shapes[i][2]);
     printf("test_gemm (%s micro-kernel here): %d passed, %d failed\n", dn_gemm_packed_kernel_name(), passed, failed);
     return failed ? 1 : 0;
