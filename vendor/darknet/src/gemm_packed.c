@@ -319,3 +319,162 @@ int dn_gemm_packed_with(const char *kernel_name, int m, int n, int k, const floa
     gemm_blocks(kernel, m, n, k, a, b, (size_t)k, DN_GEMM_NR, c, ldc, 0);
     return 1;
 }
+
+/*
+ * bf16 inference GEMM (AVX512-BF16): C (fp32) = A B with A and B rounded to bfloat16 (round to
+ * nearest even) and the products summed in fp32 by vdpbf16ps, two depths per instruction.
+ *   A: bf16 panels made once per weight change (dn_pack_a_bf16, from the fp32 panels): panel i
+ *      holds, for each pair q of depths (2q, 2q + 1), MR pairs (A[row][2q], A[row][2q + 1]);
+ *      an odd depth's last pair ends in 0. It starts at value i * MR * 2 * ceil(k / 2).
+ *   B: fp32, as dn_gemm_packed or dn_gemm_rows take it; each KC x NC block is rounded into a
+ *      bf16 block on the calling thread's stack just before the micro-kernels read it, so the
+ *      producers (im2col, the Winograd input transform, 1x1 inputs read in place) stay fp32.
+ */
+size_t dn_packed_a_bf16_values(int m, int k)
+{
+    return (size_t)((m + DN_GEMM_MR - 1) / DN_GEMM_MR) * DN_GEMM_MR * 2 * (size_t)((k + 1) / 2);
+}
+
+static uint16_t round_to_bf16(float x)
+{
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((bits >> 16) | 0x40u); /* NaN stays NaN */
+    bits += 0x7FFFu + ((bits >> 16) & 1u);
+    return (uint16_t)(bits >> 16);
+}
+
+void dn_pack_a_bf16(const float *packed, int m, int k, uint16_t *out)
+{
+    const int panels = (m + DN_GEMM_MR - 1) / DN_GEMM_MR, pairs = (k + 1) / 2;
+    for (int i = 0; i < panels; ++i) {
+        const float *panel = packed + (size_t)i * DN_GEMM_MR * k;
+        uint16_t *dst = out + (size_t)i * DN_GEMM_MR * 2 * pairs;
+        for (int q = 0; q < pairs; ++q)
+            for (int r = 0; r < DN_GEMM_MR; ++r) {
+                const int p = 2 * q;
+                dst[(size_t)q * DN_GEMM_MR * 2 + 2 * r] = round_to_bf16(panel[(size_t)p * DN_GEMM_MR + r]);
+                dst[(size_t)q * DN_GEMM_MR * 2 + 2 * r + 1] =
+                    p + 1 < k ? round_to_bf16(panel[(size_t)(p + 1) * DN_GEMM_MR + r]) : 0;
+            }
+    }
+}
+
+int dn_cpu_has_bf16(void)
+{
+#ifdef DN_GEMM_X86
+    return cpu_has("avx512") && __builtin_cpu_supports("avx512bf16");
+#else
+    return 0;
+#endif
+}
+
+#ifdef DN_GEMM_X86
+#define DN_BF16_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,fma")))
+#define DN_BF16_PAIR_VALUES (2 * DN_GEMM_NC) /* bf16 values of one depth pair in a B block */
+
+/* Depths pc .. pc + kc - 1 of B's columns jr .. jr + cols - 1 (cols <= NC; panels as
+ * gemm_blocks reads them) into `block`: per depth pair, NC column pairs (depth 2q in the low
+ * half); missing columns and depths are 0. */
+DN_BF16_TARGET static void round_b_block(const float *b, size_t column_step, int ldb, int k, int pc, int kc, int jr,
+                                         int cols, uint16_t *block)
+{
+    for (int half = 0; half < DN_GEMM_NC / DN_GEMM_NR; ++half) {
+        const int valid = cols - half * DN_GEMM_NR;
+        const __mmask16 mask = valid >= DN_GEMM_NR ? (__mmask16)0xFFFF : valid > 0 ? (__mmask16)((1u << valid) - 1u) : 0;
+        const float *panel = b + (size_t)(jr + half * DN_GEMM_NR) * column_step;
+        for (int q = 0; 2 * q < kc; ++q) {
+            const int p = pc + 2 * q;
+            const __m512 even = _mm512_maskz_loadu_ps(mask, panel + (size_t)p * ldb);
+            const __m512 odd = p + 1 < k ? _mm512_maskz_loadu_ps(mask, panel + (size_t)(p + 1) * ldb) : _mm512_setzero_ps();
+            const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(even));
+            const __m512i hi = _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(odd)), 16);
+            _mm512_store_si512((void *)(block + (size_t)q * DN_BF16_PAIR_VALUES + half * 2 * DN_GEMM_NR),
+                               _mm512_or_si512(lo, hi));
+        }
+    }
+}
+
+/* The 6 x 16 (halves 1) or 6 x 32 (halves 2) block of C from `pairs` depth pairs. */
+DN_BF16_TARGET static void kernel_bf16(int pairs, const uint16_t *restrict a, const uint16_t *restrict b, int halves,
+                                       float *restrict c, int ldc, int accumulate, int rows, int cols)
+{
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const uint32_t *ap = (const uint32_t *)(const void *)a;
+    if (halves == 2) {
+        for (int q = 0; q < pairs; ++q) {
+            const __m512bh b0 = (__m512bh)_mm512_load_si512((const void *)b);
+            const __m512bh b1 = (__m512bh)_mm512_load_si512((const void *)(b + 2 * DN_GEMM_NR));
+            __m512bh av = (__m512bh)_mm512_set1_epi32((int)ap[0]);
+            c00 = _mm512_dpbf16_ps(c00, av, b0);
+            c01 = _mm512_dpbf16_ps(c01, av, b1);
+            av = (__m512bh)_mm512_set1_epi32((int)ap[1]);
+            c10 = _mm512_dpbf16_ps(c10, av, b0);
+            c11 = _mm512_dpbf16_ps(c11, av, b1);
+            av = (__m512bh)_mm512_set1_epi32((int)ap[2]);
+            c20 = _mm512_dpbf16_ps(c20, av, b0);
+            c21 = _mm512_dpbf16_ps(c21, av, b1);
+            av = (__m512bh)_mm512_set1_epi32((int)ap[3]);
+            c30 = _mm512_dpbf16_ps(c30, av, b0);
+            c31 = _mm512_dpbf16_ps(c31, av, b1);
+            av = (__m512bh)_mm512_set1_epi32((int)ap[4]);
+            c40 = _mm512_dpbf16_ps(c40, av, b0);
+            c41 = _mm512_dpbf16_ps(c41, av, b1);
+            av = (__m512bh)_mm512_set1_epi32((int)ap[5]);
+            c50 = _mm512_dpbf16_ps(c50, av, b0);
+            c51 = _mm512_dpbf16_ps(c51, av, b1);
+            ap += DN_GEMM_MR;
+            b += DN_BF16_PAIR_VALUES;
+        }
+    } else {
+        for (int q = 0; q < pairs; ++q) {
+            const __m512bh b0 = (__m512bh)_mm512_load_si512((const void *)b);
+            c00 = _mm512_dpbf16_ps(c00, (__m512bh)_mm512_set1_epi32((int)ap[0]), b0);
+            c10 = _mm512_dpbf16_ps(c10, (__m512bh)_mm512_set1_epi32((int)ap[1]), b0);
+            c20 = _mm512_dpbf16_ps(c20, (__m512bh)_mm512_set1_epi32((int)ap[2]), b0);
+            c30 = _mm512_dpbf16_ps(c30, (__m512bh)_mm512_set1_epi32((int)ap[3]), b0);
+            c40 = _mm512_dpbf16_ps(c40, (__m512bh)_mm512_set1_epi32((int)ap[4]), b0);
+            c50 = _mm512_dpbf16_ps(c50, (__m512bh)_mm512_set1_epi32((int)ap[5]), b0);
+            ap += DN_GEMM_MR;
+            b += DN_BF16_PAIR_VALUES;
+        }
+    }
+    const __m512 acc[DN_GEMM_MR * 2] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+    store_zmm_rows(acc, 2, c, ldc, accumulate, rows, cols < DN_GEMM_NR ? cols : DN_GEMM_NR);
+    if (cols > DN_GEMM_NR) store_zmm_rows(acc + 1, 2, c + DN_GEMM_NR, ldc, accumulate, rows, cols - DN_GEMM_NR);
+}
+
+DN_BF16_TARGET static void gemm_bf16_blocks(int m, int n, int k, const uint16_t *a, const float *b,
+                                            size_t column_step, int ldb, float *c, int ldc, int accumulate)
+{
+    _Alignas(64) uint16_t block[(DN_GEMM_KC / 2) * DN_BF16_PAIR_VALUES];
+    const size_t panel_values = (size_t)DN_GEMM_MR * 2 * ((k + 1) / 2);
+    for (int pc = 0; pc < k; pc += DN_GEMM_KC) {
+        const int kc = k - pc < DN_GEMM_KC ? k - pc : DN_GEMM_KC, pairs = (kc + 1) / 2;
+        for (int jr = 0; jr < n; jr += DN_GEMM_NC) {
+            const int cols = n - jr < DN_GEMM_NC ? n - jr : DN_GEMM_NC;
+            round_b_block(b, column_step, ldb, k, pc, kc, jr, cols, block);
+            for (int ir = 0; ir < m; ir += DN_GEMM_MR) {
+                const uint16_t *ap = a + (size_t)(ir / DN_GEMM_MR) * panel_values + (size_t)pc * DN_GEMM_MR;
+                const int rows = m - ir < DN_GEMM_MR ? m - ir : DN_GEMM_MR;
+                kernel_bf16(pairs, ap, block, cols > DN_GEMM_NR ? 2 : 1, c + (size_t)ir * ldc + jr, ldc,
+                            accumulate || pc > 0, rows, cols);
+            }
+        }
+    }
+}
+#endif
+
+int dn_gemm_bf16(int m, int n, int k, const uint16_t *a, const float *b, size_t column_step, int ldb, float *c,
+                 int ldc, int accumulate)
+{
+#ifdef DN_GEMM_X86
+    if (!dn_cpu_has_bf16()) return 0;
+    gemm_bf16_blocks(m, n, k, a, b, column_step, ldb, c, ldc, accumulate);
+    return 1;
+#else
+    (void)m, (void)n, (void)k, (void)a, (void)b, (void)column_step, (void)ldb, (void)c, (void)ldc, (void)accumulate;
+    return 0;
+#endif
+}

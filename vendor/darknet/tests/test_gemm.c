@@ -25,6 +25,42 @@ static float uniform(unsigned *state)
     return (float)(*state >> 8) / (float)(1u << 24) - 0.5f;
 }
 
+/* x rounded to bfloat16 (nearest, ties to even), as a float */
+static float bf16(float x)
+{
+    unsigned bits;
+    memcpy(&bits, &x, sizeof bits);
+    bits += 0x7FFFu + ((bits >> 16) & 1u);
+    bits &= 0xFFFF0000u;
+    memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
+/* The bf16 GEMM against a double product of the bf16-rounded operands, B packed and as rows,
+ * written and accumulated. */
+static void test_bf16(int m, int n, int k, const float *a, const float *b, const float *pa, const float *pb, float *c)
+{
+    uint16_t *a16 = malloc(sizeof(uint16_t) * dn_packed_a_bf16_values(m, k));
+    dn_pack_a_bf16(pa, m, k, a16);
+    for (int form = 0; form < 4; ++form) {
+        const int rows_form = form & 1, accumulate = form >> 1;
+        for (int i = 0; i < m * n; ++i) c[i] = accumulate ? 1.0f : NAN;
+        const int ran = rows_form ? dn_gemm_bf16(m, n, k, a16, b, 1, n, c, n, accumulate)
+                                  : dn_gemm_bf16(m, n, k, a16, pb, (size_t)k, DN_GEMM_NR, c, n, accumulate);
+        if (!ran) break; /* no AVX512-BF16 here */
+        double worst = 0;
+        for (int i = 0; i < m; ++i)
+            for (int j = 0; j < n; ++j) {
+                double sum = accumulate ? 1.0 : 0.0;
+                for (int p = 0; p < k; ++p) sum += (double)bf16(a[i * k + p]) * bf16(b[p * n + j]);
+                const double error = fabs(sum - c[i * n + j]);
+                worst = error > worst || isnan(error) ? (isnan(error) ? INFINITY : error) : worst;
+            }
+        check(worst <= 1e-6 * k, rows_form ? "bf16 rows" : "bf16 packed", m, n, k);
+    }
+    free(a16);
+}
+
 static void test_shape(int m, int n, int k)
 {
     unsigned state = (unsigned)(m * 131 + n * 17 + k);
@@ -53,6 +89,7 @@ static void test_shape(int m, int n, int k)
     /* the AVX-512 kernels add in the AVX2 kernel's order: the same bits (results do not depend on the CPU) */
     if (dn_gemm_packed_with("avx2", m, n, k, pa, pb, c, n) && dn_gemm_packed_with("avx512", m, n, k, pa, pb, rows, n))
         check(memcmp(c, rows, sizeof(float) * m * n) == 0, "avx512 == avx2", m, n, k);
+    test_bf16(m, n, k, a, b, pa, pb, c);
     /* plain rows of B give the very same sums as packed B (1x1 layers rely on it) */
     dn_gemm_packed(m, n, k, pa, pb, c, n);
     dn_gemm_rows(m, n, k, pa, b, n, rows, n, tail);
@@ -64,6 +101,7 @@ int main(void)
 {
     const int shapes[][3] = {{1, 1, 1}, {6, 16, 8}, {7, 17, 3}, {13, 50, 27}, {125, 33, 300}, {64, 129, 600}, {250, 20, 64}, {12, 48, 5}, {30, 200, 260}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; ++i) test_shape(shapes[i][0], shapes[i][1], shapes[i][2]);
-    printf("test_gemm (%s micro-kernel here): %d passed, %d failed\n", dn_gemm_packed_kernel_name(), passed, failed);
+    printf("test_gemm (%s micro-kernel here, bf16 %s): %d passed, %d failed\n", dn_gemm_packed_kernel_name(),
+           dn_cpu_has_bf16() ? "run" : "not on this CPU", passed, failed);
     return failed ? 1 : 0;
 }
