@@ -2,8 +2,9 @@
 darknet_py exports to ONNX, ONNX Runtime and OpenVINO (when installed), in one process.
 
 Prints milliseconds per image (median of several runs) at batch 1 and batch 8 and, for each
-other runtime, the ratio darknet_py / that runtime (above 1 means darknet_py is slower). Random
-weights: speed does not depend on the values. The ONNX model is the `raw` export with a dynamic
+other runtime, the ratio darknet_py / that runtime (above 1 means darknet_py is slower). Where the
+CPU has AVX512-BF16, darknet_py bf16 (Network(precision="bf16")) and OpenVINO bf16 run too, the
+bf16 ratio against OpenVINO bf16. Random weights: speed does not depend on the values. The ONNX model is the `raw` export with a dynamic
 batch (the same work as the engine's forward: the network up to its [yolo] heads). Every
 runtime uses all the CPUs it may (darknet_py: DARKNET_PY_THREADS, else all).
 
@@ -37,8 +38,9 @@ def median_ms(run, repeats: int) -> float:
     return statistics.median(times)
 
 
-def onnx_runtimes(model: Path) -> dict[str, object]:
-    """name -> a function running `model` on a blob, for each ONNX runtime that is installed."""
+def onnx_runtimes(model: Path, bf16: bool) -> dict[str, object]:
+    """name -> a function running `model` on a blob, for each ONNX runtime that is installed
+    (and OpenVINO bf16 when `bf16`)."""
     runs: dict[str, object] = {}
     try:
         import onnxruntime as ort
@@ -52,9 +54,10 @@ def onnx_runtimes(model: Path) -> dict[str, object]:
     except ImportError:
         pass
     else:
-        compiled = ov.Core().compile_model(str(model), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        request = compiled.create_infer_request()
-        runs["OpenVINO"] = lambda blob: request.infer({"images": blob})
+        core = ov.Core()
+        for name, hint in [("OpenVINO", "f32")] + ([("OpenVINO bf16", "bf16")] if bf16 else []):
+            request = core.compile_model(str(model), "CPU", {"INFERENCE_PRECISION_HINT": hint}).create_infer_request()
+            runs[name] = lambda blob, request=request: request.infer({"images": blob})
     return runs
 
 
@@ -69,9 +72,14 @@ def bench(arch: str, size: int, batches: list[int], repeats: int, workdir: Path)
     rng = np.random.default_rng(0)
     blobs = {n: rng.random((n, 3, size, size), dtype=np.float32) for n in batches}
     times: dict[int, dict[str, float]] = {n: {} for n in batches}
+    bf16 = dn.precision_supported("bf16")
     with dn.Network(cfg, weights, batch=max(batches)) as net:
-        for n in batches:
-            times[n]["darknet_py"] = median_ms(lambda: net.forward(blobs[n]), repeats) / n
+        for precision in ("fp32", "bf16") if bf16 else ("fp32",):
+            net.precision = precision
+            for n in batches:
+                name = "darknet_py" + ("" if precision == "fp32" else " bf16")
+                times[n][name] = median_ms(lambda: net.forward(blobs[n]), repeats) / n
+        net.precision = "fp32"
         net.export_onnx(model, outputs="raw", dynamic_batch=True)
     cv_net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
     names = cv_net.getUnconnectedOutLayersNames()
@@ -81,21 +89,36 @@ def bench(arch: str, size: int, batches: list[int], repeats: int, workdir: Path)
             cv_net.forward(names)
 
         times[n]["OpenCV DNN"] = median_ms(opencv_forward, repeats) / n
-    for name, run in onnx_runtimes(model).items():
+    for name, run in onnx_runtimes(model, bf16).items():
         for n in batches:
             times[n][name] = median_ms(lambda: run(blobs[n]), repeats) / n
     return times
 
 
 def cpu_model() -> str:
+    """The CPU's name, family/model and the vector extensions that matter here (a VM may name
+    only "AMD EPYC": family 25 is Zen 3/4, 26 Zen 5)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
             for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                if not line.strip():
+                    break  # the first CPU is enough
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return platform.processor() or platform.machine()
+    flags = set(fields.get("flags", "").split())
+    extensions = [name for name, flag in (("AVX2", "avx2"), ("AVX-512", "avx512f"), ("AVX512-BF16", "avx512_bf16"),
+                                          ("AMX", "amx_tile")) if flag in flags]
+    return (f"{fields.get('model name', platform.machine())} (family {fields.get('cpu family', '?')} "
+            f"model {fields.get('model', '?')}; {', '.join(extensions) or 'no AVX2'})")
+
+
+def ratio(times: dict[str, float], name: str) -> float:
+    """darknet_py / runtime `name`: bf16 against bf16, everything else against darknet_py fp32."""
+    ours = times["darknet_py bf16"] if name.endswith(" bf16") else times["darknet_py"]
+    return ours / times[name]
 
 
 def main() -> None:
@@ -112,9 +135,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.arch:
             for n, times in bench(arch, args.size, args.batch, args.repeats, Path(tmp)).items():
-                ours = times["darknet_py"]
                 print(f"{arch}-{args.size} batch {n}, ms per image: " + "; ".join(
-                    f"{name} {ms:.1f}" + ("" if name == "darknet_py" else f" (ratio {ours / ms:.2f})")
+                    f"{name} {ms:.1f}" + ("" if name.startswith("darknet_py") else f" (ratio {ratio(times, name):.2f})")
                     for name, ms in times.items()))
 
 

@@ -19,7 +19,9 @@ from .errors import (
 )
 from .evaluate import ClassAP, MapResult, average_precision, coco_map, compute_map, evaluate
 from .onnx_export import export_onnx
-from .network import DarknetWarning, LayerInfo, NetParams, Network, TrainStats, gpu_available, gpu_count, partial
+from .network import (
+    DarknetWarning, LayerInfo, NetParams, Network, TrainStats, gpu_available, gpu_count, partial, precision_supported,
+)
 from .video import VideoFrame, annotate_video
 from .train import NonFiniteLossError, TrainHistory, TrainProgress, TrainResult, learning_rate_at, train
 
@@ -66,5 +68,6 @@ __all__ = [
     "kmeans_anchors",
     "learning_rate_at",
     "partial",
+    "precision_supported",
     "train",
 ]

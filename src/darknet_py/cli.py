@@ -37,6 +37,7 @@ from .drawing import draw_detections
 from .errors import DarknetError, DarknetIOError
 from .evaluate import evaluate
 from .images import read_image
+from .names import PRECISIONS
 from .network import THREADS_VARIABLE, Network, partial
 from .train import TrainResult, train
 
@@ -145,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_map(args: argparse.Namespace) -> int:
     result = evaluate(args.data, args.cfg, args.weights, iou_thresh=args.iou_thresh, thresh=args.thresh,
-                      points=args.points)
+                      points=args.points, precision=args.precision)
     print(result.report(), end="")
     return 0
 
@@ -162,7 +163,7 @@ def detection_line(det: Detection, ext_output: bool) -> str:
 def cmd_test(args: argparse.Namespace) -> int:
     names = read_data_file(args.data).names
     image = read_image(args.image)
-    with Network(args.cfg, args.weights, names=names) as net:
+    with Network(args.cfg, args.weights, names=names, precision=args.precision) as net:
         began = time.perf_counter()
         detections = net.detect(image, thresh=args.thresh, nms=args.nms)
         milliseconds = 1000 * (time.perf_counter() - began)
@@ -197,7 +198,7 @@ def cmd_video(args: argparse.Namespace) -> int:
 
     names = read_data_file(args.data).names
     source = int(args.video) if args.video.isdigit() else args.video
-    with Network(args.cfg, args.weights, batch=args.batch, names=names) as net:
+    with Network(args.cfg, args.weights, batch=args.batch, names=names, precision=args.precision) as net:
         def report(frame) -> None:  # noqa: ANN001 - a VideoFrame
             if args.ext_output or not args.quiet:
                 found = ", ".join(f"{d.name}: {100 * d.confidence:.0f}%" for d in frame.detections) or "-"
@@ -302,6 +303,7 @@ def _add_detector(subparsers: argparse._SubParsersAction, common: argparse.Argum
     _flag(p, "points", type=non_negative_int, default=0, help="0: area under curve; 11 or 101: VOC/COCO points")
     _flag(p, "iou_thresh", type=fraction, default=0.5, help="IoU for a match (default 0.5)")
     _flag(p, "thresh", type=fraction, default=0.25, help="confidence for precision/recall (default 0.25)")
+    _add_precision(p)
 
     p = _leaf(commands, "test", cmd_test, "Detect on one image: print the detections, write the image with boxes.",
               common)
@@ -315,6 +317,7 @@ def _add_detector(subparsers: argparse._SubParsersAction, common: argparse.Argum
     _flag(p, "dont_show", action="store_true", help="accepted for darknet compatibility; no window is opened")
     p.add_argument("--out", type=Path, default=Path("predictions.jpg"),
                    help="image with boxes to write (default predictions.jpg, as darknet)")
+    _add_precision(p)
 
     p = _leaf(commands, "demo", cmd_video,
               "Detect on a video file or camera: print each frame's detections and FPS, optionally write "
@@ -332,6 +335,12 @@ def _add_detector(subparsers: argparse._SubParsersAction, common: argparse.Argum
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     p.add_argument("--batch", type=positive_int, default=4, help="frames per engine call (default 4)")
     p.add_argument("--max-frames", type=positive_int, help="stop after this many frames (cameras)")
+    _add_precision(p)
+
+
+def _add_precision(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="inference precision: fp32 (default), or bf16 on CPUs with AVX512-BF16 (about twice as fast)")
 
 
 def _add_partial(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -521,6 +521,7 @@ def evaluate(
     network: Any = None,
     progress: bool = True,
     names: Optional[Sequence[str]] = None,
+    precision: str = "fp32",
 ) -> MapResult:
     """`darknet detector map data cfg weights` from Python.
 
@@ -530,7 +531,8 @@ def evaluate(
     pass; letterbox follows the cfg (the Network's business). Truths come from the label files
     (missing file = no truths). `network` reuses a loaded Network (cfg and weights are then
     ignored and it is not closed). `progress`: a tqdm bar on a terminal (a widget in a notebook),
-    counter lines in logs, nothing when False.
+    counter lines in logs, nothing when False. `precision`: the Network's inference precision
+    ("fp32", or "bf16" on CPUs with AVX512-BF16; see Network).
 
     Raises DataError for an unreadable image, a label class >= classes, or a Network whose
     class count differs from the `.data` file's.
@@ -546,7 +548,7 @@ def evaluate(
 
         if cfg is None:
             raise ShapeError("cfg is required when no network is given")
-        net = Network(cfg, weights, batch=batch, names=list(names or config.names))
+        net = Network(cfg, weights, batch=batch, names=list(names or config.names), precision=precision)
     try:
         if net.classes != config.classes:
             raise DataError(f"{config.path}: classes = {config.classes} but the network has {net.classes}")

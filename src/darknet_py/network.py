@@ -16,7 +16,7 @@ from . import detect as _detect
 from ._engine import as_float_buffer, check, ffi, lib
 from .datafile import read_names
 from .errors import DarknetIOError, ShapeError, StateError
-from .names import ACTIVATIONS, IOU_LOSSES, LAYER_TYPES, LR_POLICIES, NMS_KINDS
+from .names import ACTIVATIONS, IOU_LOSSES, LAYER_TYPES, LR_POLICIES, NMS_KINDS, PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,17 @@ def dn_py_log(user, level, message):  # noqa: ANN001 - called by the engine thro
 
 
 GpuChoice = Union[None, int, Literal["auto"]]
+
+
+def precision_supported(precision: str) -> bool:
+    """Whether this CPU runs Network(precision=...): "fp32" always, "bf16" with AVX512-BF16."""
+    return bool(lib.dn_precision_supported(_precision_value(precision)))
+
+
+def _precision_value(precision: str) -> int:
+    if precision not in PRECISIONS:
+        raise ShapeError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
+    return PRECISIONS.index(precision)
 
 
 def gpu_available() -> bool:
@@ -227,6 +238,12 @@ class Network:
     `threads`: the threads of the CPU passes (default: DARKNET_PY_THREADS, else every CPU this
     process may use; see resolve_threads). The BLAS runs inside them, single-threaded. Results
     are reproducible for a given count; another count may change the last bits of floats.
+
+    `precision`: of the inference forward (forward, detect, evaluate) on the CPU. "fp32", or
+    "bf16": the convolutions round their weights and inputs to bfloat16 and sum the products in
+    fp32, as OpenVINO's bf16 does; 3x3 stride-1 layers (on Winograd, whose transforms would
+    magnify the rounding) stay fp32. It needs a CPU with AVX512-BF16 (precision_supported("bf16")
+    says; elsewhere StateError) and the CPU, not a GPU. Training steps always run in fp32.
     """
 
     def __init__(
@@ -239,6 +256,7 @@ class Network:
         seed: int = 0,
         gpu: GpuChoice = None,
         threads: Optional[int] = None,
+        precision: str = "fp32",
     ) -> None:
         self._handle_ptr = None
         self._lock = threading.Lock()
@@ -257,6 +275,7 @@ class Network:
             device = _resolve_gpu(gpu)
             if device >= 0:  # before the weights: they are then copied to the device once
                 check(lib.dn_network_use_gpu(self._handle_ptr, device))
+            check(lib.dn_network_set_precision(self._handle_ptr, _precision_value(precision)))
             self._read_structure()
             self.layers_loaded = 0
             if weights is not None:
@@ -345,6 +364,16 @@ class Network:
     @threads.setter
     def threads(self, threads: Optional[int]) -> None:
         self._call(lib.dn_network_set_threads, resolve_threads(threads))
+
+    @property
+    def precision(self) -> str:
+        """Precision of the inference forward: "fp32" or "bf16" (see the class); settable."""
+        with self._lock:
+            return PRECISIONS[lib.dn_network_precision(self._live())]
+
+    @precision.setter
+    def precision(self, precision: str) -> None:
+        self._call(lib.dn_network_set_precision, _precision_value(precision))
 
     def _call(self, function, *args) -> None:  # noqa: ANN001 - an engine function
         """`function(handle, *args)` on the open network, under the lock; a failure raises."""

@@ -63,10 +63,17 @@ typedef enum { DN_IOU_MSE = 0, DN_IOU_GIOU = 1, DN_IOU_DIOU = 2, DN_IOU_CIOU = 3
 
 typedef enum { DN_POLICY_CONSTANT = 0, DN_POLICY_STEPS = 1, DN_POLICY_POLY = 2 } dn_lr_policy;
 
+/* Number format of the inference forward's convolutions: fp32, or "bf16" (weights and the
+ * convolutions' inputs rounded to bfloat16, products summed in fp32; CPUs with AVX512-BF16).
+ * Layers on the Winograd path (3x3 stride 1, see winograd.c) stay fp32 in bf16: its transforms
+ * would magnify bf16's rounding about twentyfold. */
+typedef enum { DN_PRECISION_FP32 = 0, DN_PRECISION_BF16 = 1 } dn_precision;
+
 /* The names cfg files use for the enums above: dn_name(DN_NAMES_ACTIVATION, DN_ACT_MISH) is
  * "mish"; NULL for a value outside the table. dn_name_count gives a table's length. */
 typedef enum {
-    DN_NAMES_LAYER = 0, DN_NAMES_ACTIVATION = 1, DN_NAMES_NMS_KIND = 2, DN_NAMES_IOU_LOSS = 3, DN_NAMES_POLICY = 4
+    DN_NAMES_LAYER = 0, DN_NAMES_ACTIVATION = 1, DN_NAMES_NMS_KIND = 2, DN_NAMES_IOU_LOSS = 3, DN_NAMES_POLICY = 4,
+    DN_NAMES_PRECISION = 5
 } dn_name_table;
 const char *dn_name(int table, int value);
 int dn_name_count(int table);
@@ -200,6 +207,14 @@ dn_status dn_network_set_seen(dn_network *net, uint64_t seen);
 dn_status dn_network_set_threads(dn_network *net, int threads);
 int dn_network_threads(const dn_network *net);
 int dn_threads_available(void);
+
+/* The precision of the CPU inference forward (DN_PRECISION_FP32 at creation). Training steps
+ * (forward and backward) always run in fp32, whatever is set. DN_PRECISION_BF16 fails with
+ * DN_ERR_STATE where dn_precision_supported says no, or on a network that runs on a GPU.
+ * dn_precision_supported: 1 when this CPU (and build) runs that precision. */
+dn_status dn_network_set_precision(dn_network *net, int precision);
+int dn_network_precision(const dn_network *net);
+int dn_precision_supported(int precision);
 
 /*
  * Low-level access for gradient checks: forward in training mode (batch statistics),

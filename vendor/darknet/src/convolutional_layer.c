@@ -237,6 +237,56 @@ dn_status dn_convolutional_prepare(dn_layer *l, int threads)
     return DN_OK;
 }
 
+/* bf16 inference runs the im2col and 1x1 paths with bf16 operands. Winograd layers keep fp32:
+ * F(4x4, 3x3)'s output transform (coefficients up to 8 per side, cancelling) magnifies the
+ * rounding of the transformed tiles and kernels about twentyfold, so that in bf16 single outputs
+ * of a random 32-channel layer were 20 % off (0.1 % for bf16 im2col); fp32 Winograd does the 3x3
+ * layers in fewer operations than bf16 im2col would anyway (2.25 multiplies per output and
+ * channel at fp32's rate against 9 at twice the rate). */
+dn_status dn_convolutional_prepare_bf16(dn_layer *l, int threads)
+{
+    if (dn_winograd_applies(l)) return DN_OK;
+    const int m = l->filters / l->groups;
+    const int k = (l->c / l->groups) * l->size * l->size;
+    const size_t per_group = dn_packed_a_bf16_values(m, k);
+    if (!l->packed_weights_bf16) {
+        l->packed_weights_bf16 = malloc(per_group * l->groups * sizeof(uint16_t));
+        if (!l->packed_weights_bf16)
+            return dn_fail(DN_ERR_MEMORY, "out of memory for the bf16 weights of layer %d ([convolutional])", l->index);
+        l->packed_bf16_version = l->weights_version - 1;
+    }
+    if (l->packed_bf16_version != l->weights_version) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (l->groups > 1)
+        for (int g = 0; g < l->groups; ++g)
+            dn_pack_a_bf16(l->packed_weights + g * dn_packed_a_floats(m, k), m, k, l->packed_weights_bf16 + g * per_group);
+        l->packed_bf16_version = l->weights_version;
+    }
+    return DN_OK;
+}
+
+/* C (m x count, ldc) = group g's weights times B (packed panels, or with column_step 1 plain rows
+ * ldb apart), in the precision of this pass; `tail` is the fp32 GEMM's scratch for rows' last
+ * partial panel. */
+static void weights_times(const dn_layer *l, const struct dn_network *net, int g, int count, const float *b,
+                          int rows_ldb, float *c, int ldc, float *tail)
+{
+    const int m = l->filters / l->groups;
+    const int k = (l->c / l->groups) * l->size * l->size;
+    if (dn_runs_bf16(net)) {
+        const uint16_t *a = l->packed_weights_bf16 + g * dn_packed_a_bf16_values(m, k);
+        if (rows_ldb)
+            dn_gemm_bf16(m, count, k, a, b, 1, rows_ldb, c, ldc, 0);
+        else
+            dn_gemm_bf16(m, count, k, a, b, (size_t)k, DN_GEMM_NR, c, ldc, 0);
+        return;
+    }
+    const float *a = l->packed_weights + g * dn_packed_a_floats(m, k);
+    if (rows_ldb)
+        dn_gemm_rows(m, count, k, a, b, rows_ldb, c, ldc, tail);
+    else
+        dn_gemm_packed(m, count, k, a, b, c, ldc);
+}
+
 /* The forward's epilogue for `count` values of filter f at output offset `at` (image, filter,
  * position): bias or inference batch norm applied to `from` into the output (from may be the
  * output itself), kept in act_input when training, activated. */
@@ -275,7 +325,6 @@ static void scatter_merged(dn_layer *l, struct dn_network *net, int g, const flo
 
 static void forward_merged(dn_layer *l, struct dn_network *net, const float *input, int n, int batch_norm_train)
 {
-    const int m = l->filters / l->groups;
     const int k = (l->c / l->groups) * l->size * l->size;
     const size_t in_group = (size_t)(l->c / l->groups) * l->h * l->w;
     const int threads = net->threads;
@@ -291,7 +340,7 @@ static void forward_merged(dn_layer *l, struct dn_network *net, const float *inp
         float *result = panels + dn_packed_b_floats(k, DN_MERGED_TILE_COLUMNS);
         dn_im2col_panels_batch(input + g * in_group, (size_t)l->inputs, l->c / l->groups, l->h, l->w, l->size,
                                l->stride, l->pad, first, count, panels);
-        dn_gemm_packed(m, count, k, l->packed_weights + g * dn_packed_a_floats(m, k), panels, result, count);
+        weights_times(l, net, g, count, panels, 0, result, count, NULL);
         scatter_merged(l, net, g, result, first, count, batch_norm_train);
     }
 }
@@ -299,7 +348,6 @@ static void forward_merged(dn_layer *l, struct dn_network *net, const float *inp
 void dn_convolutional_forward(dn_layer *l, struct dn_network *net, const float *input, int n)
 {
     const int m = l->filters / l->groups;
-    const int k = (l->c / l->groups) * l->size * l->size;
     const int spatial = l->out_h * l->out_w;
     const size_t in_group = (size_t)(l->c / l->groups) * l->h * l->w;
     const int threads = net->threads;
@@ -327,12 +375,11 @@ void dn_convolutional_forward(dn_layer *l, struct dn_network *net, const float *
         const float *im = input + (size_t)b * l->inputs + g * in_group;
         float *out = l->output + (size_t)b * l->outputs + (size_t)g * m * spatial + first;
         float *columns = net->workspace + (size_t)dn_thread_index() * forward_tile_floats(l, threads);
-        const float *packed = l->packed_weights + g * dn_packed_a_floats(m, k);
         if (is_pointwise(l)) { /* the input's rows are the GEMM's B */
-            dn_gemm_rows(m, count, k, packed, im + first, spatial, out, spatial, columns);
+            weights_times(l, net, g, count, im + first, spatial, out, spatial, columns);
         } else {
             dn_im2col_panels(im, l->c / l->groups, l->h, l->w, l->size, l->stride, l->pad, first, count, columns);
-            dn_gemm_packed(m, count, k, packed, columns, out, spatial);
+            weights_times(l, net, g, count, columns, 0, out, spatial, NULL);
         }
         if (batch_norm_train) continue; /* normalize_batch needs the whole batch's statistics */
         for (int j = 0; j < m; ++j) {

@@ -144,6 +144,8 @@ struct dn_layer {
     float *packed_weights;       /* the weights in dn_gemm_packed's panel order (per group), made on
                                   * first use by a layer that runs im2col + GEMM */
     unsigned packed_version;     /* weights_version they were made from */
+    uint16_t *packed_weights_bf16; /* bf16 inference: packed_weights in dn_gemm_bf16's panels */
+    unsigned packed_bf16_version;
 
     /* maxpool reuses size, stride, pad (darknet's "padding") */
 
@@ -178,6 +180,8 @@ struct dn_network {
                                * buffer, one forward tile per thread */
     size_t workspace_size;
     int threads;              /* dn_network_set_threads; 1 by default */
+    int precision;            /* dn_network_set_precision: of the inference forward */
+    int bf16_pass;            /* the forward now running is an inference pass in bf16 */
     int training_ready;       /* training buffers allocated */
     int train;                /* the current forward runs in training mode */
     int frozen_through;       /* layers 0..frozen_through got no gradient in the last training step
@@ -201,6 +205,9 @@ struct dn_network {
 #endif
 };
 
+/* The forward now running is an inference pass whose convolutions run in bf16. */
+static inline int dn_runs_bf16(const struct dn_network *net) { return net->bf16_pass; }
+
 /* network.c: the highest layer whose stopbackward is still in force at `iteration` (no gradient
  * reaches it or any layer below it), or -1. */
 int dn_frozen_through(const struct dn_network *net, int iteration);
@@ -217,6 +224,9 @@ size_t dn_convolutional_workspace(const dn_layer *l, int threads);
 /* Make (or refresh after a weight change) the forward's copy of the weights in the layout its
  * path reads (packed panels or Winograd kernels): DN_ERR_MEMORY when that copy cannot be made. */
 dn_status dn_convolutional_prepare(dn_layer *l, int threads);
+/* The bf16 copies of the weights the inference forward reads at DN_PRECISION_BF16 (after
+ * dn_convolutional_prepare). Winograd layers have none: they stay fp32 (see there). */
+dn_status dn_convolutional_prepare_bf16(dn_layer *l, int threads);
 
 dn_status dn_maxpool_setup(dn_layer *l, dn_options *o);
 void dn_maxpool_forward(dn_layer *l, const float *input, int n, int threads);

@@ -9,6 +9,7 @@ static const char *const activation_names[] = {"logistic", "linear", "leaky", "r
 static const char *const nms_kind_names[] = {"default", "greedynms", "diounms"};
 static const char *const iou_loss_names[] = {"mse", "giou", "diou", "ciou"};
 static const char *const policy_names[] = {"constant", "steps", "poly"};
+static const char *const precision_names[] = {"fp32", "bf16"};
 
 static const struct {
     const char *const *names;
@@ -19,6 +20,7 @@ static const struct {
     [DN_NAMES_NMS_KIND] = {nms_kind_names, sizeof nms_kind_names / sizeof nms_kind_names[0]},
     [DN_NAMES_IOU_LOSS] = {iou_loss_names, sizeof iou_loss_names / sizeof iou_loss_names[0]},
     [DN_NAMES_POLICY] = {policy_names, sizeof policy_names / sizeof policy_names[0]},
+    [DN_NAMES_PRECISION] = {precision_names, sizeof precision_names / sizeof precision_names[0]},
 };
 
 const char *dn_name(int table, int value)

@@ -78,6 +78,7 @@ static void free_layer(dn_layer *l)
     free(l->winograd_kernels);
     free(l->winograd_data_kernels);
     free(l->packed_weights);
+    free(l->packed_weights_bf16);
 }
 
 void dn_network_free(dn_network *net)
@@ -127,6 +128,34 @@ dn_status dn_network_set_threads(dn_network *net, int threads)
 }
 
 int dn_network_threads(const dn_network *net) { return net ? net->threads : 0; }
+
+int dn_precision_supported(int precision)
+{
+    if (precision == DN_PRECISION_FP32) return 1;
+    if (precision == DN_PRECISION_BF16) return dn_cpu_has_bf16();
+    return 0;
+}
+
+dn_status dn_network_set_precision(dn_network *net, int precision)
+{
+    dn_clear_error();
+    if (!net) return dn_fail(DN_ERR_ARGUMENT, "network is NULL");
+    if (!dn_name(DN_NAMES_PRECISION, precision))
+        return dn_fail(DN_ERR_ARGUMENT, "precision must be in [0, %d], got %d", dn_name_count(DN_NAMES_PRECISION) - 1,
+                       precision);
+    if (!dn_precision_supported(precision))
+        return dn_fail(DN_ERR_STATE, "precision %s needs a CPU with AVX512-BF16 (Intel Cooper Lake, Sapphire Rapids or newer; AMD Zen 4 or newer), which this one lacks",
+                       dn_name(DN_NAMES_PRECISION, precision));
+#ifdef DN_GPU
+    if (net->gpu && precision != DN_PRECISION_FP32)
+        return dn_fail(DN_ERR_STATE, "precision %s runs on the CPU only; this network runs on a GPU",
+                       dn_name(DN_NAMES_PRECISION, precision));
+#endif
+    net->precision = precision;
+    return DN_OK;
+}
+
+int dn_network_precision(const dn_network *net) { return net ? net->precision : DN_PRECISION_FP32; }
 
 int dn_threads_available(void)
 {
@@ -266,9 +295,12 @@ static dn_status run_forward(dn_network *net, const float *input, int n, int tra
     for (int i = 0; i < net->n; ++i) {
         if (net->layers[i].type != DN_LAYER_CONVOLUTIONAL) continue;
         dn_status st = dn_convolutional_prepare(&net->layers[i], net->threads);
+        if (st == DN_OK && !train && net->precision == DN_PRECISION_BF16)
+            st = dn_convolutional_prepare_bf16(&net->layers[i], net->threads);
         if (st != DN_OK) return st;
     }
     net->train = train;
+    net->bf16_pass = !train && net->precision == DN_PRECISION_BF16;
     const float *x = input;
     for (int i = 0; i < net->n; ++i) {
         dn_layer *l = &net->layers[i];
@@ -283,6 +315,7 @@ static dn_status run_forward(dn_network *net, const float *input, int n, int tra
         x = l->output;
     }
     net->train = 0;
+    net->bf16_pass = 0;
     return DN_OK;
 }
 
