@@ -141,7 +141,7 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(int k, const float *
 #ifdef DN_GEMM_X86
 /* AVX-512 (checked at run time): 12 of the 32 zmm registers hold a 6 x 32 block that spans two
  * neighbouring B panels (b, b2), so each step's two loads and six broadcasts feed 12 FMAs; a lone
- * last panel takes the 6 x 16 kernel. The additions per output are those of the AVX2 kernel, in
+ * last panel takes the 12 x 16 kernel (two A panels), a lone last A panel too the 6 x 16 one. The additions per output are those of the AVX2 kernel, in
  * the same order, so both give the same bits. */
 #define DN_AVX512_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
 
@@ -211,16 +211,53 @@ DN_AVX512_TARGET static void kernel_avx512_wide(int k, const float *restrict a, 
     store_zmm_rows(acc, 2, c, ldc, accumulate, rows, DN_GEMM_NR);
     store_zmm_rows(acc + 1, 2, c + DN_GEMM_NR, ldc, accumulate, rows, cols - DN_GEMM_NR);
 }
+
+/* 12 x 16: two neighbouring A panels (a, a2) over one B panel, for a lone last panel of B (a
+ * 13x13 map's 16 Winograd tiles): 12 accumulators keep both FMA pipes busy where 6 could not. */
+DN_AVX512_TARGET static void kernel_avx512_tall(int k, const float *restrict a, const float *restrict a2,
+                                                const float *restrict b, int ldb, float *restrict c, int ldc,
+                                                int accumulate, int rows, int cols)
+{
+    __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
+    __m512 c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
+    for (int p = 0; p < k; ++p) {
+        const __m512 b0 = _mm512_loadu_ps(b);
+        c0 = _mm512_fmadd_ps(_mm512_set1_ps(a[0]), b0, c0);
+        c1 = _mm512_fmadd_ps(_mm512_set1_ps(a[1]), b0, c1);
+        c2 = _mm512_fmadd_ps(_mm512_set1_ps(a[2]), b0, c2);
+        c3 = _mm512_fmadd_ps(_mm512_set1_ps(a[3]), b0, c3);
+        c4 = _mm512_fmadd_ps(_mm512_set1_ps(a[4]), b0, c4);
+        c5 = _mm512_fmadd_ps(_mm512_set1_ps(a[5]), b0, c5);
+        c6 = _mm512_fmadd_ps(_mm512_set1_ps(a2[0]), b0, c6);
+        c7 = _mm512_fmadd_ps(_mm512_set1_ps(a2[1]), b0, c7);
+        c8 = _mm512_fmadd_ps(_mm512_set1_ps(a2[2]), b0, c8);
+        c9 = _mm512_fmadd_ps(_mm512_set1_ps(a2[3]), b0, c9);
+        c10 = _mm512_fmadd_ps(_mm512_set1_ps(a2[4]), b0, c10);
+        c11 = _mm512_fmadd_ps(_mm512_set1_ps(a2[5]), b0, c11);
+        a += DN_GEMM_MR;
+        a2 += DN_GEMM_MR;
+        b += ldb;
+    }
+    const __m512 acc[2 * DN_GEMM_MR] = {c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11};
+    store_zmm_rows(acc, 1, c, ldc, accumulate, rows < DN_GEMM_MR ? rows : DN_GEMM_MR, cols);
+    if (rows > DN_GEMM_MR)
+        store_zmm_rows(acc + DN_GEMM_MR, 1, c + (size_t)DN_GEMM_MR * ldc, ldc, accumulate, rows - DN_GEMM_MR, cols);
+}
 #endif
 
 /* A 6 x 32 block over two neighbouring B panels (b, b2); cols is 17..32. */
 typedef void (*dn_wide_kernel)(int k, const float *restrict a, const float *restrict b, const float *restrict b2,
                                int ldb, float *restrict c, int ldc, int accumulate, int rows, int cols);
+/* A 12 x 16 block from two neighbouring A panels (a, a2); rows is 7..12. */
+typedef void (*dn_tall_kernel)(int k, const float *restrict a, const float *restrict a2, const float *restrict b,
+                               int ldb, float *restrict c, int ldc, int accumulate, int rows, int cols);
 
-/* The micro-kernels one GEMM runs: `narrow` for one B panel, `wide` (or NULL) for two. */
+/* The micro-kernels one GEMM runs: `narrow` for one B panel, `wide` (or NULL) for two, `tall`
+ * (or NULL) for one B panel and two A panels. */
 typedef struct {
     dn_micro_kernel narrow;
     dn_wide_kernel wide;
+    dn_tall_kernel tall;
 } dn_kernels;
 
 static int cpu_has(const char *level)
@@ -240,11 +277,12 @@ static int cpu_has(const char *level)
  * narrow is NULL where this CPU cannot run them. */
 static dn_kernels micro_kernels(const char *name)
 {
-    dn_kernels kernels = {NULL, NULL};
+    dn_kernels kernels = {NULL, NULL, NULL};
 #ifdef DN_GEMM_X86
     if ((!name || strcmp(name, "avx512") == 0) && cpu_has("avx512")) {
         kernels.narrow = kernel_avx512;
         kernels.wide = kernel_avx512_wide;
+        kernels.tall = kernel_avx512_tall;
         return kernels;
     }
     if ((!name || strcmp(name, "avx2") == 0) && cpu_has("avx2")) {
@@ -275,15 +313,21 @@ static void gemm_blocks(dn_kernels kernels, int m, int n, int k, const float *a,
                 const int wide = kernels.wide && n - jr > DN_GEMM_NR;
                 const int span = wide ? 2 * DN_GEMM_NR : DN_GEMM_NR;
                 const int cols = n - jr < span ? n - jr : span;
-                for (int ir = ic; ir < ic + mc; ir += DN_GEMM_MR) {
+                for (int ir = ic; ir < ic + mc;) {
                     const float *ap = a + (size_t)ir * k + (size_t)pc * DN_GEMM_MR;
-                    const int rows = m - ir < DN_GEMM_MR ? m - ir : DN_GEMM_MR;
+                    const int tall = !wide && kernels.tall && ir + DN_GEMM_MR < ic + mc;
+                    const int height = tall ? 2 * DN_GEMM_MR : DN_GEMM_MR;
+                    const int rows = m - ir < height ? m - ir : height;
                     float *block = c + (size_t)ir * ldc + jr;
                     if (wide)
                         kernels.wide(kc, ap, bp, bp + DN_GEMM_NR * column_step, ldb, block, ldc, accumulate || pc > 0,
                                      rows, cols);
+                    else if (tall)
+                        kernels.tall(kc, ap, ap + (size_t)DN_GEMM_MR * k, bp, ldb, block, ldc, accumulate || pc > 0,
+                                     rows, cols);
                     else
                         kernels.narrow(kc, ap, bp, ldb, block, ldc, accumulate || pc > 0, rows, cols);
+                    ir += height;
                 }
                 jr += span;
             }
