@@ -14,7 +14,7 @@ int dn_activation_from_name(const char *name, dn_activation *out)
     return 0;
 }
 
-DN_HOT void dn_activate_array(float *x, size_t n, dn_activation a)
+DN_HOT_WIDE void dn_activate_array(float *x, size_t n, dn_activation a)
 {
     size_t i;
     switch (a) {
