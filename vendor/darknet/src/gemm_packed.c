@@ -439,48 +439,56 @@ DN_BF16_TARGET static void round_b_block(const float *b, size_t column_step, int
     }
 }
 
+/* Row r's pair of A (two bf16 values) as one 32-bit lane broadcast to all 16 (memcpy: the
+ * values are uint16_t, read here 32 bits at a time). */
+DN_BF16_TARGET static inline __m512bh broadcast_pair(const uint16_t *a, int r)
+{
+    uint32_t pair;
+    memcpy(&pair, a + 2 * r, sizeof pair);
+    return (__m512bh)_mm512_set1_epi32((int)pair);
+}
+
 /* The 6 x 16 (halves 1) or 6 x 32 (halves 2) block of C from `pairs` depth pairs. */
 DN_BF16_TARGET static void kernel_bf16(int pairs, const uint16_t *restrict a, const uint16_t *restrict b, int halves,
                                        float *restrict c, int ldc, int accumulate, int rows, int cols)
 {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    const uint32_t *ap = (const uint32_t *)(const void *)a;
     if (halves == 2) {
         for (int q = 0; q < pairs; ++q) {
             const __m512bh b0 = (__m512bh)_mm512_load_si512((const void *)b);
             const __m512bh b1 = (__m512bh)_mm512_load_si512((const void *)(b + 2 * DN_GEMM_NR));
-            __m512bh av = (__m512bh)_mm512_set1_epi32((int)ap[0]);
+            __m512bh av = broadcast_pair(a, 0);
             c00 = _mm512_dpbf16_ps(c00, av, b0);
             c01 = _mm512_dpbf16_ps(c01, av, b1);
-            av = (__m512bh)_mm512_set1_epi32((int)ap[1]);
+            av = broadcast_pair(a, 1);
             c10 = _mm512_dpbf16_ps(c10, av, b0);
             c11 = _mm512_dpbf16_ps(c11, av, b1);
-            av = (__m512bh)_mm512_set1_epi32((int)ap[2]);
+            av = broadcast_pair(a, 2);
             c20 = _mm512_dpbf16_ps(c20, av, b0);
             c21 = _mm512_dpbf16_ps(c21, av, b1);
-            av = (__m512bh)_mm512_set1_epi32((int)ap[3]);
+            av = broadcast_pair(a, 3);
             c30 = _mm512_dpbf16_ps(c30, av, b0);
             c31 = _mm512_dpbf16_ps(c31, av, b1);
-            av = (__m512bh)_mm512_set1_epi32((int)ap[4]);
+            av = broadcast_pair(a, 4);
             c40 = _mm512_dpbf16_ps(c40, av, b0);
             c41 = _mm512_dpbf16_ps(c41, av, b1);
-            av = (__m512bh)_mm512_set1_epi32((int)ap[5]);
+            av = broadcast_pair(a, 5);
             c50 = _mm512_dpbf16_ps(c50, av, b0);
             c51 = _mm512_dpbf16_ps(c51, av, b1);
-            ap += DN_GEMM_MR;
+            a += 2 * DN_GEMM_MR;
             b += DN_BF16_PAIR_VALUES;
         }
     } else {
         for (int q = 0; q < pairs; ++q) {
             const __m512bh b0 = (__m512bh)_mm512_load_si512((const void *)b);
-            c00 = _mm512_dpbf16_ps(c00, (__m512bh)_mm512_set1_epi32((int)ap[0]), b0);
-            c10 = _mm512_dpbf16_ps(c10, (__m512bh)_mm512_set1_epi32((int)ap[1]), b0);
-            c20 = _mm512_dpbf16_ps(c20, (__m512bh)_mm512_set1_epi32((int)ap[2]), b0);
-            c30 = _mm512_dpbf16_ps(c30, (__m512bh)_mm512_set1_epi32((int)ap[3]), b0);
-            c40 = _mm512_dpbf16_ps(c40, (__m512bh)_mm512_set1_epi32((int)ap[4]), b0);
-            c50 = _mm512_dpbf16_ps(c50, (__m512bh)_mm512_set1_epi32((int)ap[5]), b0);
-            ap += DN_GEMM_MR;
+            c00 = _mm512_dpbf16_ps(c00, broadcast_pair(a, 0), b0);
+            c10 = _mm512_dpbf16_ps(c10, broadcast_pair(a, 1), b0);
+            c20 = _mm512_dpbf16_ps(c20, broadcast_pair(a, 2), b0);
+            c30 = _mm512_dpbf16_ps(c30, broadcast_pair(a, 3), b0);
+            c40 = _mm512_dpbf16_ps(c40, broadcast_pair(a, 4), b0);
+            c50 = _mm512_dpbf16_ps(c50, broadcast_pair(a, 5), b0);
+            a += 2 * DN_GEMM_MR;
             b += DN_BF16_PAIR_VALUES;
         }
     }
