@@ -210,7 +210,8 @@ int dn_threads_available(void);
 
 /* The precision of the CPU inference forward (DN_PRECISION_FP32 at creation). Training steps
  * (forward and backward) always run in fp32, whatever is set. DN_PRECISION_BF16 fails with
- * DN_ERR_STATE where dn_precision_supported says no, or on a network that runs on a GPU.
+ * DN_ERR_STATE where dn_precision_supported says no, or on a network that runs on a GPU (and
+ * dn_network_use_gpu refuses a network whose precision is not fp32).
  * dn_precision_supported: 1 when this CPU (and build) runs that precision. */
 dn_status dn_network_set_precision(dn_network *net, int precision);
 int dn_network_precision(const dn_network *net);

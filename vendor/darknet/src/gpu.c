@@ -714,6 +714,9 @@ dn_status dn_network_use_gpu(dn_network *net, int device)
     } else if (device != -1) {
         return dn_fail(DN_ERR_ARGUMENT, "device must be -1 (CPU) or a CUDA device index, got %d", device);
     }
+    if (device >= 0 && net->precision != DN_PRECISION_FP32)
+        return dn_fail(DN_ERR_STATE, "precision %s runs on the CPU only: set fp32 before moving the network to a GPU",
+                       dn_name(DN_NAMES_PRECISION, net->precision));
     if (net->gpu) { /* the device holds the current parameters: bring them home first */
         dn_status st = dn_gpu_pull_params(net, -1);
         if (st != DN_OK) return st;

@@ -379,8 +379,6 @@ void dn_gemm_packed_add(int m, int n, int k, const float *a, const float *b, flo
 void dn_gemm_rows(int m, int n, int k, const float *a, const float *b, int ldb, float *c, int ldc, float *tail);
 /* "avx2" or "portable": the micro-kernel this CPU runs. */
 const char *dn_gemm_packed_kernel_name(void);
-/* dn_gemm_packed with the micro-kernel of that name, for tests/test_gemm.c; 0 (nothing done) when
- * this CPU or build has no such kernel. */
 /* bf16 inference GEMM (AVX512-BF16; see gemm_packed.c): A in bf16 panels (dn_pack_a_bf16 of the
  * fp32 panels, dn_packed_a_bf16_values of them), B fp32 as gemm takes it: packed panels
  * (column_step k, ldb DN_GEMM_NR) or plain rows (column_step 1, ldb the row length). C = A B, or
@@ -390,6 +388,8 @@ void dn_pack_a_bf16(const float *packed, int m, int k, uint16_t *out);
 int dn_cpu_has_bf16(void);
 int dn_gemm_bf16(int m, int n, int k, const uint16_t *a, const float *b, size_t column_step, int ldb, float *c,
                  int ldc, int accumulate);
+/* dn_gemm_packed with the micro-kernel of that name, for tests/test_gemm.c; 0 (nothing done) when
+ * this CPU or build has no such kernel. */
 int dn_gemm_packed_with(const char *kernel_name, int m, int n, int k, const float *a, const float *b, float *c,
                         int ldc);
 

@@ -144,7 +144,9 @@ dn_status dn_network_set_precision(dn_network *net, int precision)
         return dn_fail(DN_ERR_ARGUMENT, "precision must be in [0, %d], got %d", dn_name_count(DN_NAMES_PRECISION) - 1,
                        precision);
     if (!dn_precision_supported(precision))
-        return dn_fail(DN_ERR_STATE, "precision %s needs a CPU with AVX512-BF16 (Intel Cooper Lake, Sapphire Rapids or newer; AMD Zen 4 or newer), which this one lacks",
+        return dn_fail(DN_ERR_STATE,
+                       "precision %s needs a CPU with AVX512-BF16 (Intel Cooper Lake, Sapphire Rapids or newer; "
+                       "AMD Zen 4 or newer), which this one lacks",
                        dn_name(DN_NAMES_PRECISION, precision));
 #ifdef DN_GPU
     if (net->gpu && precision != DN_PRECISION_FP32)
