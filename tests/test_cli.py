@@ -211,6 +211,18 @@ def test_subprocess_success_bad_arguments_and_failure(dataset, tmp_path):
     assert missing.stderr == f"darknet-py: error: {tmp_path / 'none.jpg'}: image not found\n"
 
 
+def test_a_reader_that_has_gone_ends_the_command_quietly(dataset):
+    """`darknet-py ... | head`: the pipe's reader closes before the output is written."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    argv = [sys.executable, "-m", "darknet_py.cli", "detector", "calc_anchors", str(dataset["data"]),
+            "-num_of_clusters", "6", "-width", str(SIZE), "-height", str(SIZE)]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    process.stdout.close()  # long before the interpreter has started and printed anything
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == cli.EXIT_BROKEN_PIPE, err
+    assert err == b""
+
+
 def test_test_rejects_a_file_that_is_not_an_image(dataset, tmp_path):
     fake = tmp_path / "fake.jpg"
     fake.write_text("not a jpeg")

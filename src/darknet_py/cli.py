@@ -13,12 +13,14 @@
 
 darknet's single-dash flags (`-map`, `-thresh 0.25` ...) work as written, and also with two
 dashes. Exit status: 0 on success, 1 when the command fails (one line `darknet-py: error:
-...` on stderr; `--debug` prints the traceback as well), 2 on bad arguments, 130 on Ctrl-C.
+...` on stderr; `--debug` prints the traceback as well), 2 on bad arguments, 130 on Ctrl-C,
+141 (quietly) when the reader of standard output has gone, as after `| head`.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
 import time
 import traceback
@@ -43,6 +45,7 @@ from .train import TrainResult, train
 
 PROG = "darknet-py"
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a process SIGPIPE ended
 PREPARE_ARCHS = ("yolov4", "yolov4-tiny", "yolov4-tiny-3l")
 NO_CFG = "none"
 
@@ -408,6 +411,26 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has gone (a BrokenPipeError from any
+    other pipe is a real failure). If so, the rest of the output goes to /dev/null, so that the
+    flush at exit raises nothing more."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError, AttributeError):  # stdout replaced in-process
+        return False
+    if not hasattr(select, "poll"):  # Windows: no way to ask
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    if not any(events & select.POLLERR for _, events in poller.poll(0)):  # a pipe without reader: POLLERR
+        return False
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+    return True
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run one command; returns the exit status (see the module docstring)."""
     parser = build_parser()
@@ -422,11 +445,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with warnings.catch_warnings():
             if not debug:
                 warnings.showwarning = _show_warning  # one line, not Python's source excerpt
-            return args.handler(args)
+            status = args.handler(args)
+            sys.stdout.flush()  # here, not at exit: a reader that has gone (`| head`) shows now
+            return status
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # a command-line tool reports every failure the same way
+        if isinstance(exc, BrokenPipeError) and _stdout_reader_gone():
+            return EXIT_BROKEN_PIPE
         if debug:
             traceback.print_exc()
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
