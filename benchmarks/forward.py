@@ -4,9 +4,10 @@ darknet_py exports to ONNX, ONNX Runtime and OpenVINO (when installed), in one p
 Prints milliseconds per image (median of several runs) at batch 1 and batch 8 and, for each
 other runtime, the ratio darknet_py / that runtime (above 1 means darknet_py is slower). Where the
 CPU has AVX512-BF16, darknet_py bf16 (Network(precision="bf16")) and OpenVINO bf16 run too, the
-bf16 ratio against OpenVINO bf16. Random weights: speed does not depend on the values. The
-ONNX model is the `raw` export with a dynamic batch (the same work as the engine's forward: the network up to its [yolo] heads). Every
-runtime uses all the CPUs it may (darknet_py: DARKNET_PY_THREADS, else all).
+bf16 ratio against OpenVINO bf16. Random weights: speed does not depend on the values. The ONNX
+model is the `raw` export with a dynamic batch (the same work as the engine's forward: the
+network up to its [yolo] heads). Every runtime uses all the CPUs it may (darknet_py:
+DARKNET_PY_THREADS, else all).
 
     python benchmarks/forward.py [--repeats 5] [--arch yolov4-tiny yolov4] [--batch 1 8]
 """
