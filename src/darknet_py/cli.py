@@ -343,7 +343,8 @@ def _add_detector(subparsers: argparse._SubParsersAction, common: argparse.Argum
 
 def _add_precision(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="inference precision: fp32 (default), or bf16 on CPUs with AVX512-BF16 (about twice as fast)")
+                   help="inference precision: fp32 (default), or bf16 on CPUs with AVX512-BF16 (the "
+                        "convolutions in bf16, except 3x3 stride-1 layers on the Winograd path)")
 
 
 def _add_partial(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

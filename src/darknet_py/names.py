@@ -1,5 +1,6 @@
 """The names of the engine's enums (layer types, activations, NMS kinds, IoU losses, learning-rate
-policies, inference precisions) as cfg files spell them, read once from the engine: indexable by the engine's value."""
+policies as cfg files spell them; inference precisions as Network(precision=...) takes them),
+read once from the engine: indexable by the engine's value."""
 from __future__ import annotations
 
 from ._engine import ffi, lib

@@ -258,7 +258,8 @@ dn_status dn_convolutional_prepare_bf16(dn_layer *l, int threads)
     if (l->packed_bf16_version != l->weights_version) {
 #pragma omp parallel for num_threads(threads) schedule(static) if (l->groups > 1)
         for (int g = 0; g < l->groups; ++g)
-            dn_pack_a_bf16(l->packed_weights + g * dn_packed_a_floats(m, k), m, k, l->packed_weights_bf16 + g * per_group);
+            dn_pack_a_bf16(l->packed_weights + g * dn_packed_a_floats(m, k), m, k,
+                           l->packed_weights_bf16 + g * per_group);
         l->packed_bf16_version = l->weights_version;
     }
     return DN_OK;
@@ -272,7 +273,7 @@ static void weights_times(const dn_layer *l, const struct dn_network *net, int g
 {
     const int m = l->filters / l->groups;
     const int k = (l->c / l->groups) * l->size * l->size;
-    if (dn_runs_bf16(net)) {
+    if (net->bf16_pass) {
         const uint16_t *a = l->packed_weights_bf16 + g * dn_packed_a_bf16_values(m, k);
         if (rows_ldb)
             dn_gemm_bf16(m, count, k, a, b, 1, rows_ldb, c, ldc, 0);

@@ -140,12 +140,14 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(int k, const float *
 
 #ifdef DN_GEMM_X86
 /* AVX-512 (checked at run time): 12 of the 32 zmm registers hold a 6 x 32 block that spans two
- * neighbouring B panels (b, b2), so each step's two loads and six broadcasts feed 12 FMAs; a lone
- * last panel takes the 12 x 16 kernel (two A panels), a lone last A panel too the 6 x 16 one. The additions per output are those of the AVX2 kernel, in
- * the same order, so both give the same bits. */
+ * neighbouring B panels (b, b2), so each step's two loads and six broadcasts feed 12 FMAs. A lone
+ * last B panel takes the 12 x 16 kernel (two A panels), or the 6 x 16 one where a single A panel
+ * is left. The additions per output are those of the AVX2 kernel, in the same order, so both
+ * give the same bits. */
 #define DN_AVX512_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
 
-/* Rows r < rows of the six accumulators (16 columns each, the first `cols` of them) into C. */
+/* Rows r < rows of a block (row r's 16 columns in acc[r * acc_step], the first `cols` of them)
+ * into C, added to it when accumulate. */
 DN_AVX512_TARGET static inline void store_zmm_rows(const __m512 *acc, int acc_step, float *c, int ldc, int accumulate,
                                                   int rows, int cols)
 {
@@ -347,20 +349,20 @@ void dn_gemm_packed_add(int m, int n, int k, const float *a, const float *b, flo
 
 void dn_gemm_rows(int m, int n, int k, const float *a, const float *b, int ldb, float *c, int ldc, float *tail)
 {
-    const dn_kernels kernel = micro_kernels(NULL);
+    const dn_kernels kernels = micro_kernels(NULL);
     const int whole = n / DN_GEMM_NR * DN_GEMM_NR;
-    if (whole) gemm_blocks(kernel, m, whole, k, a, b, 1, ldb, c, ldc, 0);
+    if (whole) gemm_blocks(kernels, m, whole, k, a, b, 1, ldb, c, ldc, 0);
     if (whole == n) return;
     dn_pack_b(b + whole, ldb, k, n - whole, tail);
-    gemm_blocks(kernel, m, n - whole, k, a, tail, (size_t)k, DN_GEMM_NR, c + whole, ldc, 0);
+    gemm_blocks(kernels, m, n - whole, k, a, tail, (size_t)k, DN_GEMM_NR, c + whole, ldc, 0);
 }
 
 int dn_gemm_packed_with(const char *kernel_name, int m, int n, int k, const float *a, const float *b, float *c,
                         int ldc)
 {
-    const dn_kernels kernel = micro_kernels(kernel_name);
-    if (!kernel.narrow) return 0;
-    gemm_blocks(kernel, m, n, k, a, b, (size_t)k, DN_GEMM_NR, c, ldc, 0);
+    const dn_kernels kernels = micro_kernels(kernel_name);
+    if (!kernels.narrow) return 0;
+    gemm_blocks(kernels, m, n, k, a, b, (size_t)k, DN_GEMM_NR, c, ldc, 0);
     return 1;
 }
 
@@ -425,12 +427,14 @@ DN_BF16_TARGET static void round_b_block(const float *b, size_t column_step, int
 {
     for (int half = 0; half < DN_GEMM_NC / DN_GEMM_NR; ++half) {
         const int valid = cols - half * DN_GEMM_NR;
-        const __mmask16 mask = valid >= DN_GEMM_NR ? (__mmask16)0xFFFF : valid > 0 ? (__mmask16)((1u << valid) - 1u) : 0;
+        const __mmask16 mask =
+            valid >= DN_GEMM_NR ? (__mmask16)0xFFFF : valid > 0 ? (__mmask16)((1u << valid) - 1u) : 0;
         const float *panel = b + (size_t)(jr + half * DN_GEMM_NR) * column_step;
         for (int q = 0; 2 * q < kc; ++q) {
             const int p = pc + 2 * q;
             const __m512 even = _mm512_maskz_loadu_ps(mask, panel + (size_t)p * ldb);
-            const __m512 odd = p + 1 < k ? _mm512_maskz_loadu_ps(mask, panel + (size_t)(p + 1) * ldb) : _mm512_setzero_ps();
+            const __m512 odd =
+                p + 1 < k ? _mm512_maskz_loadu_ps(mask, panel + (size_t)(p + 1) * ldb) : _mm512_setzero_ps();
             const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(even));
             const __m512i hi = _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(odd)), 16);
             _mm512_store_si512((void *)(block + (size_t)q * DN_BF16_PAIR_VALUES + half * 2 * DN_GEMM_NR),
@@ -448,13 +452,14 @@ DN_BF16_TARGET static inline __m512bh broadcast_pair(const uint16_t *a, int r)
     return (__m512bh)_mm512_set1_epi32((int)pair);
 }
 
-/* The 6 x 16 (halves 1) or 6 x 32 (halves 2) block of C from `pairs` depth pairs. */
-DN_BF16_TARGET static void kernel_bf16(int pairs, const uint16_t *restrict a, const uint16_t *restrict b, int halves,
+/* The 6 x cols block of C (cols <= NC: one B panel's half of the block, or both) from `pairs`
+ * depth pairs. */
+DN_BF16_TARGET static void kernel_bf16(int pairs, const uint16_t *restrict a, const uint16_t *restrict b,
                                        float *restrict c, int ldc, int accumulate, int rows, int cols)
 {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    if (halves == 2) {
+    if (cols > DN_GEMM_NR) {
         for (int q = 0; q < pairs; ++q) {
             const __m512bh b0 = (__m512bh)_mm512_load_si512((const void *)b);
             const __m512bh b1 = (__m512bh)_mm512_load_si512((const void *)(b + 2 * DN_GEMM_NR));
@@ -510,8 +515,7 @@ DN_BF16_TARGET static void gemm_bf16_blocks(int m, int n, int k, const uint16_t 
             for (int ir = 0; ir < m; ir += DN_GEMM_MR) {
                 const uint16_t *ap = a + (size_t)(ir / DN_GEMM_MR) * panel_values + (size_t)pc * DN_GEMM_MR;
                 const int rows = m - ir < DN_GEMM_MR ? m - ir : DN_GEMM_MR;
-                kernel_bf16(pairs, ap, block, cols > DN_GEMM_NR ? 2 : 1, c + (size_t)ir * ldc + jr, ldc,
-                            accumulate || pc > 0, rows, cols);
+                kernel_bf16(pairs, ap, block, c + (size_t)ir * ldc + jr, ldc, accumulate || pc > 0, rows, cols);
             }
         }
     }

@@ -186,7 +186,7 @@ struct dn_network {
     size_t workspace_size;
     int threads;              /* dn_network_set_threads; 1 by default */
     int precision;            /* dn_network_set_precision: of the inference forward */
-    int bf16_pass;            /* the forward now running is an inference pass in bf16 */
+    int bf16_pass;            /* the forward now running is an inference pass in bf16 (set by run_forward) */
     int training_ready;       /* training buffers allocated */
     int train;                /* the current forward runs in training mode */
     int frozen_through;       /* layers 0..frozen_through got no gradient in the last training step
@@ -209,9 +209,6 @@ struct dn_network {
     struct dn_gpu *gpu;       /* device twin of the network; NULL while it runs on the CPU */
 #endif
 };
-
-/* The forward now running is an inference pass whose convolutions run in bf16. */
-static inline int dn_runs_bf16(const struct dn_network *net) { return net->bf16_pass; }
 
 /* network.c: the highest layer whose stopbackward is still in force at `iteration` (no gradient
  * reaches it or any layer below it), or -1. */

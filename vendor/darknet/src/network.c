@@ -294,15 +294,15 @@ static dn_status check_images(const dn_network *net, const void *input, int n)
 
 static dn_status run_forward(dn_network *net, const float *input, int n, int train)
 {
+    const int bf16 = !train && net->precision == DN_PRECISION_BF16; /* training runs in fp32 */
     for (int i = 0; i < net->n; ++i) {
         if (net->layers[i].type != DN_LAYER_CONVOLUTIONAL) continue;
         dn_status st = dn_convolutional_prepare(&net->layers[i], net->threads);
-        if (st == DN_OK && !train && net->precision == DN_PRECISION_BF16)
-            st = dn_convolutional_prepare_bf16(&net->layers[i], net->threads);
+        if (st == DN_OK && bf16) st = dn_convolutional_prepare_bf16(&net->layers[i], net->threads);
         if (st != DN_OK) return st;
     }
     net->train = train;
-    net->bf16_pass = !train && net->precision == DN_PRECISION_BF16;
+    net->bf16_pass = bf16;
     const float *x = input;
     for (int i = 0; i < net->n; ++i) {
         dn_layer *l = &net->layers[i];

@@ -36,9 +36,28 @@ static float bf16(float x)
     return x;
 }
 
+static float exact(float x) { return x; }
+
+/* The largest |C - (start + A B)| (infinite where C is NaN), with the product in double of the
+ * operands as `rounded` gives them: row-major A (m x k), B (k x n), C (m x n). */
+static double worst_error(int m, int n, int k, const float *a, const float *b, const float *c, float (*rounded)(float),
+                          double start)
+{
+    double worst = 0;
+    for (int i = 0; i < m; ++i)
+        for (int j = 0; j < n; ++j) {
+            double sum = start;
+            for (int p = 0; p < k; ++p) sum += (double)rounded(a[i * k + p]) * rounded(b[p * n + j]);
+            const double error = fabs(sum - c[i * n + j]);
+            worst = error > worst || isnan(error) ? (isnan(error) ? INFINITY : error) : worst;
+        }
+    return worst;
+}
+
 /* The bf16 GEMM against a double product of the bf16-rounded operands, B packed and as rows,
  * written and accumulated. */
-static void test_bf16(int m, int n, int k, const float *a, const float *b, const float *pa, const float *pb, float *c)
+static void test_bf16(int m, int n, int k, const float *a, const float *b, const float *pa, const float *pb,
+                      float *c)
 {
     uint16_t *a16 = malloc(sizeof(uint16_t) * dn_packed_a_bf16_values(m, k));
     dn_pack_a_bf16(pa, m, k, a16);
@@ -48,15 +67,8 @@ static void test_bf16(int m, int n, int k, const float *a, const float *b, const
         const int ran = rows_form ? dn_gemm_bf16(m, n, k, a16, b, 1, n, c, n, accumulate)
                                   : dn_gemm_bf16(m, n, k, a16, pb, (size_t)k, DN_GEMM_NR, c, n, accumulate);
         if (!ran) break; /* no AVX512-BF16 here */
-        double worst = 0;
-        for (int i = 0; i < m; ++i)
-            for (int j = 0; j < n; ++j) {
-                double sum = accumulate ? 1.0 : 0.0;
-                for (int p = 0; p < k; ++p) sum += (double)bf16(a[i * k + p]) * bf16(b[p * n + j]);
-                const double error = fabs(sum - c[i * n + j]);
-                worst = error > worst || isnan(error) ? (isnan(error) ? INFINITY : error) : worst;
-            }
-        check(worst <= 1e-6 * k, rows_form ? "bf16 rows" : "bf16 packed", m, n, k);
+        check(worst_error(m, n, k, a, b, c, bf16, accumulate ? 1.0 : 0.0) <= 1e-6 * k,
+              rows_form ? "bf16 rows" : "bf16 packed", m, n, k);
     }
     free(a16);
 }
@@ -76,15 +88,7 @@ static void test_shape(int m, int n, int k)
     for (size_t kind = 0; kind < sizeof kernels / sizeof kernels[0]; ++kind) {
         for (int i = 0; i < m * n; ++i) c[i] = NAN; /* every value must be written */
         if (!dn_gemm_packed_with(kernels[kind], m, n, k, pa, pb, c, n)) continue; /* not on this CPU */
-        double worst = 0;
-        for (int i = 0; i < m; ++i)
-            for (int j = 0; j < n; ++j) {
-                double sum = 0;
-                for (int p = 0; p < k; ++p) sum += (double)a[i * k + p] * b[p * n + j];
-                const double error = fabs(sum - c[i * n + j]);
-                worst = error > worst || isnan(error) ? (isnan(error) ? INFINITY : error) : worst;
-            }
-        check(worst <= 1e-6 * k, kernels[kind], m, n, k);
+        check(worst_error(m, n, k, a, b, c, exact, 0.0) <= 1e-6 * k, kernels[kind], m, n, k);
     }
     /* the AVX-512 kernels add in the AVX2 kernel's order: the same bits (results do not depend on the CPU) */
     if (dn_gemm_packed_with("avx2", m, n, k, pa, pb, c, n) && dn_gemm_packed_with("avx512", m, n, k, pa, pb, rows, n))
@@ -99,7 +103,8 @@ static void test_shape(int m, int n, int k)
 
 int main(void)
 {
-    const int shapes[][3] = {{1, 1, 1}, {6, 16, 8}, {7, 17, 3}, {13, 50, 27}, {125, 33, 300}, {64, 129, 600}, {250, 20, 64}, {12, 48, 5}, {30, 200, 260}};
+    const int shapes[][3] = {{1, 1, 1},      {6, 16, 8},     {7, 17, 3},  {13, 50, 27},  {125, 33, 300},
+                             {64, 129, 600}, {250, 20, 64},  {12, 48, 5}, {30, 200, 260}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; ++i) test_shape(shapes[i][0], shapes[i][1], shapes[i][2]);
     printf("test_gemm (%s micro-kernel here, bf16 %s): %d passed, %d failed\n", dn_gemm_packed_kernel_name(),
            dn_cpu_has_bf16() ? "run" : "not on this CPU", passed, failed);
