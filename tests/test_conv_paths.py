@@ -23,6 +23,7 @@ SHAPES = [
     (24, 32, 21, 19, 3, 2, 1, "relu"),      # stride 2: im2col
     (32, 16, 12, 12, 1, 1, 0, "linear"),    # 1x1: GEMM on the input
     (64, 32, 7, 6, 3, 1, 0, "leaky"),       # 4 tiles (5x5 maps' count): im2col, chunks of 10 images
+    (40, 32, 13, 11, 3, 1, 0, "leaky"),     # Winograd, 40 channels: the weight gradient's last panel half full
 ]
 
 
@@ -172,9 +173,10 @@ def reference_gradients(x, weights, top, size, stride=1):
 
 
 @pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[1], SHAPES[2], SHAPES[3], SHAPES[5], SHAPES[6], SHAPES[7],
-                                   SHAPES[8]],
+                                   SHAPES[8], SHAPES[9]],
                          ids=["winograd-odd", "winograd", "winograd-16-tiles", "im2col", "im2col-chunks-of-12",
-                              "stride2-chunks-of-4", "1x1-chunks-of-3", "4-tiles-chunks-of-10"])
+                              "stride2-chunks-of-4", "1x1-chunks-of-3", "4-tiles-chunks-of-10",
+                              "winograd-40-channels"])
 @pytest.mark.parametrize("threads,batch", [(1, 3), (2, 3), (2, 1), (2, 5)])
 def test_backward_matches_float64(tmp_path, shape, threads, batch):
     """The gradients to the input (Winograd with turned kernels on 3x3 stride-1 layers, else

@@ -287,72 +287,78 @@ int dn_winograd_prepare(dn_layer *l, int threads)
         y5 = 4.0f * (x1) - 5.0f * (x3) + (x5);                     \
     } while (0)
 
-/* B^T d B for `lanes` tiles (the vector lanes) whose 6x6 patches start at padded + offsets[q]:
- * point p of tile q into dst[p * v_point + q * lane_step]. Inlined with a constant lane_step. */
+/* B^T d B for one 6x6 patch, d(i, j) = in[at + i * row_step + j * column_step]: point p into
+ * dst[p * v_point]. Straight-line code (no loops, no arrays), inlined into loops over the vector
+ * lanes (tiles or channels) that then vectorise: `in` stays the same for every lane (a lane's
+ * own base pointer would defeat the gathers). */
+__attribute__((always_inline)) static inline void transform_patch(const float *restrict in, int at, int row_step,
+                                                                 int column_step, float *restrict dst,
+                                                                 size_t v_point)
+{
+#define D(i, j) in[at + (i) * row_step + (j) * column_step]
+    float e00, e01, e02, e03, e04, e05, e10, e11, e12, e13, e14, e15;
+    float e20, e21, e22, e23, e24, e25, e30, e31, e32, e33, e34, e35;
+    float e40, e41, e42, e43, e44, e45, e50, e51, e52, e53, e54, e55;
+    DN_WINO_BT(D(0, 0), D(1, 0), D(2, 0), D(3, 0), D(4, 0), D(5, 0), e00, e10, e20, e30, e40, e50);
+    DN_WINO_BT(D(0, 1), D(1, 1), D(2, 1), D(3, 1), D(4, 1), D(5, 1), e01, e11, e21, e31, e41, e51);
+    DN_WINO_BT(D(0, 2), D(1, 2), D(2, 2), D(3, 2), D(4, 2), D(5, 2), e02, e12, e22, e32, e42, e52);
+    DN_WINO_BT(D(0, 3), D(1, 3), D(2, 3), D(3, 3), D(4, 3), D(5, 3), e03, e13, e23, e33, e43, e53);
+    DN_WINO_BT(D(0, 4), D(1, 4), D(2, 4), D(3, 4), D(4, 4), D(5, 4), e04, e14, e24, e34, e44, e54);
+    DN_WINO_BT(D(0, 5), D(1, 5), D(2, 5), D(3, 5), D(4, 5), D(5, 5), e05, e15, e25, e35, e45, e55);
+#undef D
+    float r0, r1, r2, r3, r4, r5;
+    DN_WINO_BT(e00, e01, e02, e03, e04, e05, r0, r1, r2, r3, r4, r5);
+    dst[0 * v_point] = r0;
+    dst[1 * v_point] = r1;
+    dst[2 * v_point] = r2;
+    dst[3 * v_point] = r3;
+    dst[4 * v_point] = r4;
+    dst[5 * v_point] = r5;
+    DN_WINO_BT(e10, e11, e12, e13, e14, e15, r0, r1, r2, r3, r4, r5);
+    dst[6 * v_point] = r0;
+    dst[7 * v_point] = r1;
+    dst[8 * v_point] = r2;
+    dst[9 * v_point] = r3;
+    dst[10 * v_point] = r4;
+    dst[11 * v_point] = r5;
+    DN_WINO_BT(e20, e21, e22, e23, e24, e25, r0, r1, r2, r3, r4, r5);
+    dst[12 * v_point] = r0;
+    dst[13 * v_point] = r1;
+    dst[14 * v_point] = r2;
+    dst[15 * v_point] = r3;
+    dst[16 * v_point] = r4;
+    dst[17 * v_point] = r5;
+    DN_WINO_BT(e30, e31, e32, e33, e34, e35, r0, r1, r2, r3, r4, r5);
+    dst[18 * v_point] = r0;
+    dst[19 * v_point] = r1;
+    dst[20 * v_point] = r2;
+    dst[21 * v_point] = r3;
+    dst[22 * v_point] = r4;
+    dst[23 * v_point] = r5;
+    DN_WINO_BT(e40, e41, e42, e43, e44, e45, r0, r1, r2, r3, r4, r5);
+    dst[24 * v_point] = r0;
+    dst[25 * v_point] = r1;
+    dst[26 * v_point] = r2;
+    dst[27 * v_point] = r3;
+    dst[28 * v_point] = r4;
+    dst[29 * v_point] = r5;
+    DN_WINO_BT(e50, e51, e52, e53, e54, e55, r0, r1, r2, r3, r4, r5);
+    dst[30 * v_point] = r0;
+    dst[31 * v_point] = r1;
+    dst[32 * v_point] = r2;
+    dst[33 * v_point] = r3;
+    dst[34 * v_point] = r4;
+    dst[35 * v_point] = r5;
+}
+
+/* B^T d B for NR tiles (the vector lanes) whose 6x6 patches start at padded + offsets[q]: point p
+ * of tile q into dst[p * v_point + q]. */
 __attribute__((always_inline)) static inline void transform_patches(const float *restrict padded, int pw,
-                                                                   const int *restrict offsets, int lanes,
-                                                                   float *restrict dst, size_t v_point,
-                                                                   int lane_step)
+                                                                   const int *restrict offsets, float *restrict dst,
+                                                                   size_t v_point)
 {
 #pragma omp simd
-    for (int q = 0; q < lanes; ++q) {
-        /* straight-line code (no inner loops, no arrays), so that the loop over q vectorises */
-        const int o = offsets[q];
-#define D(i, j) padded[o + (i) * pw + (j)]
-        float e00, e01, e02, e03, e04, e05, e10, e11, e12, e13, e14, e15;
-        float e20, e21, e22, e23, e24, e25, e30, e31, e32, e33, e34, e35;
-        float e40, e41, e42, e43, e44, e45, e50, e51, e52, e53, e54, e55;
-        DN_WINO_BT(D(0, 0), D(1, 0), D(2, 0), D(3, 0), D(4, 0), D(5, 0), e00, e10, e20, e30, e40, e50);
-        DN_WINO_BT(D(0, 1), D(1, 1), D(2, 1), D(3, 1), D(4, 1), D(5, 1), e01, e11, e21, e31, e41, e51);
-        DN_WINO_BT(D(0, 2), D(1, 2), D(2, 2), D(3, 2), D(4, 2), D(5, 2), e02, e12, e22, e32, e42, e52);
-        DN_WINO_BT(D(0, 3), D(1, 3), D(2, 3), D(3, 3), D(4, 3), D(5, 3), e03, e13, e23, e33, e43, e53);
-        DN_WINO_BT(D(0, 4), D(1, 4), D(2, 4), D(3, 4), D(4, 4), D(5, 4), e04, e14, e24, e34, e44, e54);
-        DN_WINO_BT(D(0, 5), D(1, 5), D(2, 5), D(3, 5), D(4, 5), D(5, 5), e05, e15, e25, e35, e45, e55);
-#undef D
-        float r0, r1, r2, r3, r4, r5;
-        DN_WINO_BT(e00, e01, e02, e03, e04, e05, r0, r1, r2, r3, r4, r5);
-        dst[(size_t)(0) * v_point + (size_t)q * lane_step] = r0;
-        dst[(size_t)(1) * v_point + (size_t)q * lane_step] = r1;
-        dst[(size_t)(2) * v_point + (size_t)q * lane_step] = r2;
-        dst[(size_t)(3) * v_point + (size_t)q * lane_step] = r3;
-        dst[(size_t)(4) * v_point + (size_t)q * lane_step] = r4;
-        dst[(size_t)(5) * v_point + (size_t)q * lane_step] = r5;
-        DN_WINO_BT(e10, e11, e12, e13, e14, e15, r0, r1, r2, r3, r4, r5);
-        dst[(size_t)(6) * v_point + (size_t)q * lane_step] = r0;
-        dst[(size_t)(7) * v_point + (size_t)q * lane_step] = r1;
-        dst[(size_t)(8) * v_point + (size_t)q * lane_step] = r2;
-        dst[(size_t)(9) * v_point + (size_t)q * lane_step] = r3;
-        dst[(size_t)(10) * v_point + (size_t)q * lane_step] = r4;
-        dst[(size_t)(11) * v_point + (size_t)q * lane_step] = r5;
-        DN_WINO_BT(e20, e21, e22, e23, e24, e25, r0, r1, r2, r3, r4, r5);
-        dst[(size_t)(12) * v_point + (size_t)q * lane_step] = r0;
-        dst[(size_t)(13) * v_point + (size_t)q * lane_step] = r1;
-        dst[(size_t)(14) * v_point + (size_t)q * lane_step] = r2;
-        dst[(size_t)(15) * v_point + (size_t)q * lane_step] = r3;
-        dst[(size_t)(16) * v_point + (size_t)q * lane_step] = r4;
-        dst[(size_t)(17) * v_point + (size_t)q * lane_step] = r5;
-        DN_WINO_BT(e30, e31, e32, e33, e34, e35, r0, r1, r2, r3, r4, r5);
-        dst[(size_t)(18) * v_point + (size_t)q * lane_step] = r0;
-        dst[(size_t)(19) * v_point + (size_t)q * lane_step] = r1;
-        dst[(size_t)(20) * v_point + (size_t)q * lane_step] = r2;
-        dst[(size_t)(21) * v_point + (size_t)q * lane_step] = r3;
-        dst[(size_t)(22) * v_point + (size_t)q * lane_step] = r4;
-        dst[(size_t)(23) * v_point + (size_t)q * lane_step] = r5;
-        DN_WINO_BT(e40, e41, e42, e43, e44, e45, r0, r1, r2, r3, r4, r5);
-        dst[(size_t)(24) * v_point + (size_t)q * lane_step] = r0;
-        dst[(size_t)(25) * v_point + (size_t)q * lane_step] = r1;
-        dst[(size_t)(26) * v_point + (size_t)q * lane_step] = r2;
-        dst[(size_t)(27) * v_point + (size_t)q * lane_step] = r3;
-        dst[(size_t)(28) * v_point + (size_t)q * lane_step] = r4;
-        dst[(size_t)(29) * v_point + (size_t)q * lane_step] = r5;
-        DN_WINO_BT(e50, e51, e52, e53, e54, e55, r0, r1, r2, r3, r4, r5);
-        dst[(size_t)(30) * v_point + (size_t)q * lane_step] = r0;
-        dst[(size_t)(31) * v_point + (size_t)q * lane_step] = r1;
-        dst[(size_t)(32) * v_point + (size_t)q * lane_step] = r2;
-        dst[(size_t)(33) * v_point + (size_t)q * lane_step] = r3;
-        dst[(size_t)(34) * v_point + (size_t)q * lane_step] = r4;
-        dst[(size_t)(35) * v_point + (size_t)q * lane_step] = r5;
-    }
+    for (int q = 0; q < DN_GEMM_NR; ++q) transform_patch(padded, offsets[q], pw, 1, dst + q, v_point);
 }
 
 /* The images of the batch's tiles [g0, g0 + count), each with the run of its tiles there:
@@ -386,11 +392,10 @@ static int *tile_offsets(const dn_layer *l, long g0, int count, int lanes, int w
 }
 
 /* V for the batch's tiles [g0, g0 + count) and channels [c0, c1), p = 6 * row + column of the
- * 6x6: point p is a c x count matrix in dn_gemm_packed's B panels, v_point floats apart
- * (depth_major: a count x c matrix, the tiles as the GEMM's depth, for the weight gradient).
- * The tiles of a panel are the vector lanes (the patch reads become gathers). */
+ * 6x6: point p is a c x count matrix in dn_gemm_packed's B panels, v_point floats apart. The
+ * tiles of a panel are the vector lanes (the patch reads become gathers). */
 DN_HOT static void transform_inputs(const dn_layer *l, const float *input, long g0, int count, int c0, int c1,
-                                    float *v, size_t v_point, int depth_major, float *scratch)
+                                    float *v, size_t v_point, float *scratch)
 {
     const int h = l->h, w = l->w, tiles_x = tiles_across(l);
     const int pw = padded_width(l), ph = padded_height(l);
@@ -417,17 +422,79 @@ DN_HOT static void transform_inputs(const dn_layer *l, const float *input, long 
                 for (int x = w + 1; x < pw; ++x) row[x] = 0.0f;
             }
         }
-        if (!depth_major) {
-            for (int t = 0; t < lanes; t += DN_GEMM_NR)
-                transform_patches(scratch, pw, offsets + t, DN_GEMM_NR,
-                                  v + (size_t)t * channels + (size_t)c * DN_GEMM_NR, v_point, 1);
-            continue;
+        for (int t = 0; t < lanes; t += DN_GEMM_NR)
+            transform_patches(scratch, pw, offsets + t, v + (size_t)t * channels + (size_t)c * DN_GEMM_NR, v_point);
+    }
+}
+
+/* out[x * NR + k] = in[k * plane + x] for x < n, k < NR: NR planes' rows side by side, each
+ * column's NR values together (spelled out, this vectorises as a transpose in registers). */
+__attribute__((always_inline)) static inline void interleave_channels(const float *restrict in, size_t plane, int n,
+                                                                     float *restrict out)
+{
+    _Static_assert(DN_GEMM_NR == 16, "interleave_channels spells out NR values");
+    for (int x = 0; x < n; ++x) {
+        const float *column = in + x;
+        float *cell = out + (size_t)x * DN_GEMM_NR;
+#define CELL(k) cell[k] = column[(k) * plane]
+        CELL(0), CELL(1), CELL(2), CELL(3), CELL(4), CELL(5), CELL(6), CELL(7);
+        CELL(8), CELL(9), CELL(10), CELL(11), CELL(12), CELL(13), CELL(14), CELL(15);
+#undef CELL
+    }
+}
+
+/* Floats of transform_inputs_by_channel's stage: the six padded input rows under one tile row,
+ * each cell the NR channels of a B panel. */
+static size_t stage_floats(const dn_layer *l) { return (size_t)DN_WINO_IN * padded_width(l) * DN_GEMM_NR; }
+
+/* The weight gradient's V (the tiles as the GEMM's depth) for the batch's tiles [g0, g0 + count)
+ * and the channels [c0, c0 + NR) of one B panel (those past l->c as 0): point p is `count` rows
+ * of NR channels at v + p * v_point. The channels are the vector lanes. The six input rows under
+ * a tile row are first laid out channel-innermost in `stage`, so every patch read and every
+ * store is NR consecutive floats: with the tiles as the lanes, the reads were gathers and each
+ * store hit another cache line (four times the time, measured on yolov4-tiny's training step). */
+DN_HOT_WIDE static void transform_inputs_by_channel(const dn_layer *l, const float *input, long g0, int count,
+                                                    int c0, float *v, size_t v_point, float *stage)
+{
+    const int h = l->h, w = l->w, tiles = tile_count(l), tiles_x = tiles_across(l);
+    const int lanes = l->c - c0 < DN_GEMM_NR ? l->c - c0 : DN_GEMM_NR;
+    const size_t plane = (size_t)h * w;
+    for (long g = g0; g < g0 + count;) {
+        const long image = g / tiles;
+        const int tile = (int)(g % tiles), ty = tile / tiles_x, tx0 = tile % tiles_x;
+        const int n = g0 + count - g < tiles_x - tx0 ? (int)(g0 + count - g) : tiles_x - tx0;
+        /* stage[(i * width + x) * NR + k]: channel c0 + k at input row 4 ty + i - 1, column 4 tx0 + x - 1 */
+        const int width = DN_WINO_OUT * n + 2, x0 = DN_WINO_OUT * tx0 - 1;
+        const float *channels = input + (size_t)image * l->inputs + (size_t)c0 * plane;
+        for (int i = 0; i < DN_WINO_IN; ++i) {
+            const int y = DN_WINO_OUT * ty + i - 1;
+            float *row = stage + (size_t)i * width * DN_GEMM_NR;
+            /* the columns inside the input: [xa, xb) */
+            const int xa = x0 < 0 ? -x0 : 0, xb = w - x0 < width ? w - x0 : width;
+            if (y < 0 || y >= h) {
+                memset(row, 0, sizeof(float) * (size_t)width * DN_GEMM_NR);
+                continue;
+            }
+            memset(row, 0, sizeof(float) * (size_t)xa * DN_GEMM_NR);
+            memset(row + (size_t)xb * DN_GEMM_NR, 0, sizeof(float) * (size_t)(width - xb) * DN_GEMM_NR);
+            const float *from = channels + (size_t)y * w + x0;
+            if (lanes == DN_GEMM_NR) {
+                interleave_channels(from + xa, plane, xb - xa, row + (size_t)xa * DN_GEMM_NR);
+                continue;
+            }
+            for (int x = xa; x < xb; ++x) {
+                float *cell = row + (size_t)x * DN_GEMM_NR;
+                for (int k = 0; k < DN_GEMM_NR; ++k) cell[k] = k < lanes ? from[k * plane + x] : 0.0f;
+            }
         }
-        for (int t = 0; t < count; t += DN_GEMM_NR) /* tiles as the depth: c's lane of B panel c / NR */
-            transform_patches(scratch, pw, offsets + t, count - t < DN_GEMM_NR ? count - t : DN_GEMM_NR,
-                              v + (size_t)(c / DN_GEMM_NR) * DN_GEMM_NR * count + (size_t)t * DN_GEMM_NR +
-                                  c % DN_GEMM_NR,
-                              v_point, DN_GEMM_NR);
+        for (int q = 0; q < n; ++q) {
+            const float *patch = stage + (size_t)DN_WINO_OUT * q * DN_GEMM_NR;
+            float *dst = v + (size_t)(g - g0 + q) * DN_GEMM_NR;
+#pragma omp simd
+            for (int k = 0; k < DN_GEMM_NR; ++k)
+                transform_patch(patch + k, 0, width * DN_GEMM_NR, DN_GEMM_NR, dst + k, v_point);
+        }
+        g += n;
     }
 }
 
@@ -554,7 +621,7 @@ static void run_shared_blocks(const dn_layer *l, struct dn_network *net, const f
         {
             float *mine = scratch + (size_t)dn_thread_index() * scratch_each;
 #pragma omp for schedule(static)
-            for (int c = 0; c < in; ++c) transform_inputs(l, input, g0, count, c, c + 1, v, v_point, 0, mine);
+            for (int c = 0; c < in; ++c) transform_inputs(l, input, g0, count, c, c + 1, v, v_point, mine);
 #pragma omp for schedule(dynamic, 1)
             for (int p = 0; p < DN_WINO_POINTS; ++p)
                 dn_gemm_packed(out, count, in, l->winograd_kernels + p * u_point, v + p * v_point,
@@ -590,7 +657,7 @@ static void run(const dn_layer *l, struct dn_network *net, const float *input, f
         float *v = net->workspace + (size_t)dn_thread_index() * per_thread;
         float *m = v + DN_WINO_POINTS * v_point;
         float *scratch = m + DN_WINO_POINTS * m_point;
-        transform_inputs(l, input, g0, count, 0, in, v, v_point, 0, scratch);
+        transform_inputs(l, input, g0, count, 0, in, v, v_point, scratch);
         for (int p = 0; p < DN_WINO_POINTS; ++p)
             dn_gemm_packed(out, count, in, l->winograd_kernels + p * u_point, v + p * v_point,
                            m + p * m_point_floats(l, count), count);
@@ -736,8 +803,9 @@ size_t dn_winograd_grads_floats(const dn_layer *l, int threads)
 {
     if (!dn_winograd_applies(l)) return 0;
     const int per_block = grad_block_tiles(l);
+    const size_t scratch = scratch_floats(l, per_block), stage = stage_floats(l);
     return DN_WINO_POINTS * (du_point_floats(l) + vt_point_floats(l, per_block) + dm_point_floats(l, per_block)) +
-           (size_t)threads * scratch_floats(l, per_block);
+           (size_t)threads * (scratch > stage ? scratch : stage);
 }
 
 /* G^T applied to six values: three (G's zeros left out). */
@@ -782,7 +850,9 @@ void dn_winograd_backward_weights(dn_layer *l, struct dn_network *net, const flo
     const long total = (long)n * tile_count(l);
     const int in = l->c, out = l->filters;
     const size_t du_point = du_point_floats(l), vt_point = vt_point_floats(l, per_block);
-    const size_t dm_point = dm_point_floats(l, per_block), scratch_each = scratch_floats(l, per_block);
+    const size_t dm_point = dm_point_floats(l, per_block);
+    const size_t scratch_each = scratch_floats(l, per_block) > stage_floats(l) ? scratch_floats(l, per_block)
+                                                                              : stage_floats(l);
     float *du = net->winograd_grads, *vt = du + DN_WINO_POINTS * du_point;
     float *dm = vt + DN_WINO_POINTS * vt_point, *scratch = dm + DN_WINO_POINTS * dm_point;
 #pragma omp parallel num_threads(threads)
@@ -791,7 +861,8 @@ void dn_winograd_backward_weights(dn_layer *l, struct dn_network *net, const flo
         for (long g0 = 0; g0 < total; g0 += per_block) {
             const int count = total - g0 < per_block ? (int)(total - g0) : per_block;
 #pragma omp for schedule(static)
-            for (int c = 0; c < in; ++c) transform_inputs(l, input, g0, count, c, c + 1, vt, vt_point, 1, mine);
+            for (int c = 0; c < in; c += DN_GEMM_NR)
+                transform_inputs_by_channel(l, input, g0, count, c, vt + (size_t)c * count, vt_point, mine);
 #pragma omp for schedule(static)
             for (int f = 0; f < out; ++f) transform_output_grads(l, l->delta, g0, count, f, f + 1, dm, dm_point, mine);
 #pragma omp for schedule(dynamic, 1)
