@@ -93,20 +93,18 @@ static size_t block_floats(const dn_layer *l, int per_block)
 }
 
 /*
- * Scratch per thread. The input transform copies one channel at a time of each image of the
- * block into a zero-bordered plane covering every tile's 6x6 patch ((4 tiles_y + 2) x
- * (4 tiles_x + 2) floats, one such slot per image), so that each tile reads its patch at one
- * offset with no bounds checks, and keeps those offsets (one int per tile of the block, rounded
- * up to whole panels). The output transform needs 16 rows of tiles_x + 1 floats.
+ * Scratch per thread. The input transform lays out six padded input rows at a time, NR channels
+ * a cell (transform_segment's stage: at most 4 tiles_x + 2 cells a row), and keeps one B panel's
+ * V before turning it. The output transform needs 16 rows of tiles_x + 1 floats.
  */
 static int padded_width(const dn_layer *l) { return DN_WINO_OUT * tiles_across(l) + 2; }
 static int padded_height(const dn_layer *l) { return DN_WINO_OUT * ((l->out_h + DN_WINO_OUT - 1) / DN_WINO_OUT) + 2; }
-static size_t slot_floats(const dn_layer *l) { return (size_t)padded_width(l) * padded_height(l); }
-/* images a run of per_block tiles can touch */
-static int block_images(const dn_layer *l, int per_block) { return per_block / tile_count(l) + 2; }
-static size_t scratch_floats(const dn_layer *l, int per_block)
+static size_t stage_floats(const dn_layer *l) { return (size_t)DN_WINO_IN * padded_width(l) * DN_GEMM_NR; }
+/* one B panel's V for the NR channels of a group, [tile][point][channel], before it is turned */
+#define DN_WINO_PANEL_FLOATS (DN_GEMM_NR * DN_WINO_POINTS * DN_GEMM_NR)
+static size_t scratch_floats(const dn_layer *l)
 {
-    const size_t inputs = (size_t)block_images(l, per_block) * slot_floats(l) + dn_packed_b_floats(1, per_block);
+    const size_t inputs = DN_WINO_PANEL_FLOATS + stage_floats(l);
     const size_t outputs = (size_t)DN_WINO_OUT * DN_WINO_OUT * (tiles_across(l) + 1);
     return inputs > outputs ? inputs : outputs;
 }
@@ -115,7 +113,7 @@ static size_t scratch_floats(const dn_layer *l, int per_block)
 static size_t thread_floats(const dn_layer *l)
 {
     const int per_block = most_block_tiles(l);
-    return block_floats(l, per_block) + scratch_floats(l, per_block);
+    return block_floats(l, per_block) + scratch_floats(l);
 }
 
 static dn_layer backward_view(const dn_layer *l);
@@ -351,16 +349,6 @@ __attribute__((always_inline)) static inline void transform_patch(const float *r
     dst[35 * v_point] = r5;
 }
 
-/* B^T d B for NR tiles (the vector lanes) whose 6x6 patches start at padded + offsets[q]: point p
- * of tile q into dst[p * v_point + q]. */
-__attribute__((always_inline)) static inline void transform_patches(const float *restrict padded, int pw,
-                                                                   const int *restrict offsets, float *restrict dst,
-                                                                   size_t v_point)
-{
-#pragma omp simd
-    for (int q = 0; q < DN_GEMM_NR; ++q) transform_patch(padded, offsets[q], pw, 1, dst + q, v_point);
-}
-
 /* The images of the batch's tiles [g0, g0 + count), each with the run of its tiles there:
  * *first and *end (tiles of the image), *at (position in the block). Returns 0 past the last. */
 static int block_image(const dn_layer *l, long g0, int count, int index, int *image, int *first, int *end, int *at)
@@ -376,6 +364,13 @@ static int block_image(const dn_layer *l, long g0, int count, int index, int *im
     return 1;
 }
 
+/* The output-gradient transform copies one filter at a time of each image of the block into a
+ * zero-bordered plane covering every tile (one such slot per image), so that each tile reads its
+ * 4x4 at one offset with no bounds checks, and keeps those offsets. */
+static size_t slot_floats(const dn_layer *l) { return (size_t)padded_width(l) * padded_height(l); }
+/* images a run of per_block tiles can touch */
+static int block_images(const dn_layer *l, int per_block) { return per_block / tile_count(l) + 2; }
+
 /* Offsets of the block's tiles into the image slots of `scratch` (`lanes` of them: past count,
  * the first tile again, finite and never read back), with slot rows `width` floats apart. */
 static int *tile_offsets(const dn_layer *l, long g0, int count, int lanes, int width, float *scratch, int images)
@@ -389,42 +384,6 @@ static int *tile_offsets(const dn_layer *l, long g0, int count, int lanes, int w
                      DN_WINO_OUT * (tile / tiles_x) * width + DN_WINO_OUT * (tile % tiles_x);
     }
     return offsets;
-}
-
-/* V for the batch's tiles [g0, g0 + count) and channels [c0, c1), p = 6 * row + column of the
- * 6x6: point p is a c x count matrix in dn_gemm_packed's B panels, v_point floats apart. The
- * tiles of a panel are the vector lanes (the patch reads become gathers). */
-DN_HOT static void transform_inputs(const dn_layer *l, const float *input, long g0, int count, int c0, int c1,
-                                    float *v, size_t v_point, float *scratch)
-{
-    const int h = l->h, w = l->w, tiles_x = tiles_across(l);
-    const int pw = padded_width(l), ph = padded_height(l);
-    const int lanes = (count + DN_GEMM_NR - 1) / DN_GEMM_NR * DN_GEMM_NR;
-    const int *offsets = tile_offsets(l, g0, count, lanes, pw, scratch, block_images(l, count));
-    const int channels = l->c;
-    int image, first, end, at;
-    /* the slot rows outside the input stay 0 for every channel (padded row r is input row r - 1) */
-    for (int k = 0; block_image(l, g0, count, k, &image, &first, &end, &at); ++k) {
-        float *slot = scratch + (size_t)k * slot_floats(l);
-        memset(slot, 0, sizeof(float) * (size_t)pw);
-        for (int r = h + 1; r < ph; ++r) memset(slot + (size_t)r * pw, 0, sizeof(float) * (size_t)pw);
-    }
-    for (int c = c0; c < c1; ++c) {
-        /* each image's rows under its tiles of the block: input rows 4 ty0 - 1 .. 4 ty1 + 4 */
-        for (int k = 0; block_image(l, g0, count, k, &image, &first, &end, &at); ++k) {
-            const float *plane = input + (size_t)image * l->inputs + (size_t)c * h * w;
-            float *slot = scratch + (size_t)k * slot_floats(l);
-            const int y0 = DN_WINO_OUT * (first / tiles_x) - 1, y1 = DN_WINO_OUT * ((end - 1) / tiles_x) + 4;
-            for (int y = y0 > 0 ? y0 : 0; y <= y1 && y < h; ++y) {
-                float *row = slot + (size_t)(y + 1) * pw;
-                row[0] = 0.0f;
-                memcpy(row + 1, plane + (size_t)y * w, sizeof(float) * (size_t)w);
-                for (int x = w + 1; x < pw; ++x) row[x] = 0.0f;
-            }
-        }
-        for (int t = 0; t < lanes; t += DN_GEMM_NR)
-            transform_patches(scratch, pw, offsets + t, v + (size_t)t * channels + (size_t)c * DN_GEMM_NR, v_point);
-    }
 }
 
 /* out[x * NR + k] = in[k * plane + x] for x < n, k < NR: NR planes' rows side by side, each
@@ -443,59 +402,103 @@ __attribute__((always_inline)) static inline void interleave_channels(const floa
     }
 }
 
-/* Floats of transform_inputs_by_channel's stage: the six padded input rows under one tile row,
- * each cell the NR channels of a B panel. */
-static size_t stage_floats(const dn_layer *l) { return (size_t)DN_WINO_IN * padded_width(l) * DN_GEMM_NR; }
+/* The tiles from batch tile g up to `end` in g's row of tiles: their count, and g's image, tile row
+ * and first tile column. */
+static int row_segment(const dn_layer *l, long g, long end, long *image, int *ty, int *tx0)
+{
+    const int tiles = tile_count(l), tiles_x = tiles_across(l), tile = (int)(g % tiles);
+    *image = g / tiles;
+    *ty = tile / tiles_x;
+    *tx0 = tile % tiles_x;
+    return end - g < tiles_x - *tx0 ? (int)(end - g) : tiles_x - *tx0;
+}
+
+/*
+ * V of the tiles [g, g + n) of a segment (row_segment up to `end`; n returned) for the channels
+ * [c0, c0 + lanes) (lanes <= NR): point p of tile q, channel c0 + k, at dst[q * tile_step +
+ * p * point_step + k], lanes past `lanes` as 0. The channels are the vector lanes: the six input
+ * rows under the segment are first laid out channel-innermost in `stage`, so that every patch read
+ * and every store is NR consecutive floats (with the tiles as the lanes, the patch reads were
+ * gathers, which took most of the transform's time).
+ */
+__attribute__((always_inline)) static inline int transform_segment(const dn_layer *l, const float *input, long g,
+                                                                  long end, int c0, int lanes, float *dst,
+                                                                  size_t tile_step, size_t point_step,
+                                                                  float *stage)
+{
+    const int h = l->h, w = l->w;
+    const size_t plane = (size_t)h * w;
+    long image;
+    int ty, tx0;
+    const int n = row_segment(l, g, end, &image, &ty, &tx0);
+    /* stage[(i * width + x) * NR + k]: channel c0 + k at input row 4 ty + i - 1, column 4 tx0 + x - 1 */
+    const int width = DN_WINO_OUT * n + 2, x0 = DN_WINO_OUT * tx0 - 1;
+    const float *channels = input + (size_t)image * l->inputs + (size_t)c0 * plane;
+    for (int i = 0; i < DN_WINO_IN; ++i) {
+        const int y = DN_WINO_OUT * ty + i - 1;
+        float *row = stage + (size_t)i * width * DN_GEMM_NR;
+        /* the columns inside the input: [xa, xb) */
+        const int xa = x0 < 0 ? -x0 : 0, xb = w - x0 < width ? w - x0 : width;
+        if (y < 0 || y >= h) {
+            memset(row, 0, sizeof(float) * (size_t)width * DN_GEMM_NR);
+            continue;
+        }
+        memset(row, 0, sizeof(float) * (size_t)xa * DN_GEMM_NR);
+        memset(row + (size_t)xb * DN_GEMM_NR, 0, sizeof(float) * (size_t)(width - xb) * DN_GEMM_NR);
+        const float *from = channels + (size_t)y * w + x0;
+        if (lanes == DN_GEMM_NR) {
+            interleave_channels(from + xa, plane, xb - xa, row + (size_t)xa * DN_GEMM_NR);
+            continue;
+        }
+        for (int x = xa; x < xb; ++x) {
+            float *cell = row + (size_t)x * DN_GEMM_NR;
+            for (int k = 0; k < DN_GEMM_NR; ++k) cell[k] = k < lanes ? from[k * plane + x] : 0.0f;
+        }
+    }
+    for (int q = 0; q < n; ++q) {
+        const float *patch = stage + (size_t)DN_WINO_OUT * q * DN_GEMM_NR;
+        float *at = dst + (size_t)q * tile_step;
+#pragma omp simd
+        for (int k = 0; k < DN_GEMM_NR; ++k)
+            transform_patch(patch + k, 0, width * DN_GEMM_NR, DN_GEMM_NR, at + k, point_step);
+    }
+    return n;
+}
+
+/* V for the batch's tiles [g0, g0 + count) and channels [c0, c1), p = 6 * row + column of the
+ * 6x6: point p is a c x count matrix in dn_gemm_packed's B panels, v_point floats apart. Each
+ * panel of NR tiles is transformed NR channels at a time (transform_segment) into `scratch`,
+ * then turned (tiles innermost) into V in registers. Past count, the last panel's tiles are 0. */
+DN_HOT_WIDE static void transform_inputs(const dn_layer *l, const float *input, long g0, int count, int c0, int c1,
+                                         float *v, size_t v_point, float *scratch)
+{
+    float *panel = scratch, *stage = scratch + DN_WINO_PANEL_FLOATS;
+    const size_t tile_floats = (size_t)DN_WINO_POINTS * DN_GEMM_NR;
+    for (int c = c0; c < c1; c += DN_GEMM_NR) {
+        const int lanes = c1 - c < DN_GEMM_NR ? c1 - c : DN_GEMM_NR;
+        for (int t0 = 0; t0 < count; t0 += DN_GEMM_NR) {
+            const int tiles = count - t0 < DN_GEMM_NR ? count - t0 : DN_GEMM_NR;
+            for (int t = t0; t < t0 + tiles;)
+                t += transform_segment(l, input, g0 + t, g0 + t0 + tiles, c, lanes, panel + (t - t0) * tile_floats,
+                                       tile_floats, DN_GEMM_NR, stage);
+            memset(panel + tiles * tile_floats, 0, sizeof(float) * (DN_GEMM_NR - tiles) * tile_floats);
+            float *out = v + (size_t)t0 * l->c + (size_t)c * DN_GEMM_NR;
+            for (int p = 0; p < DN_WINO_POINTS; ++p) /* out[channel][tile] = panel[tile][p][channel] */
+                interleave_channels(panel + p * DN_GEMM_NR, tile_floats, lanes, out + p * v_point);
+        }
+    }
+}
 
 /* The weight gradient's V (the tiles as the GEMM's depth) for the batch's tiles [g0, g0 + count)
  * and the channels [c0, c0 + NR) of one B panel (those past l->c as 0): point p is `count` rows
- * of NR channels at v + p * v_point. The channels are the vector lanes. The six input rows under
- * a tile row are first laid out channel-innermost in `stage`, so every patch read and every
- * store is NR consecutive floats: with the tiles as the lanes, the reads were gathers and each
- * store hit another cache line (four times the time, measured on yolov4-tiny's training step). */
+ * of NR channels at v + p * v_point. */
 DN_HOT_WIDE static void transform_inputs_by_channel(const dn_layer *l, const float *input, long g0, int count,
                                                     int c0, float *v, size_t v_point, float *stage)
 {
-    const int h = l->h, w = l->w, tiles = tile_count(l), tiles_x = tiles_across(l);
     const int lanes = l->c - c0 < DN_GEMM_NR ? l->c - c0 : DN_GEMM_NR;
-    const size_t plane = (size_t)h * w;
-    for (long g = g0; g < g0 + count;) {
-        const long image = g / tiles;
-        const int tile = (int)(g % tiles), ty = tile / tiles_x, tx0 = tile % tiles_x;
-        const int n = g0 + count - g < tiles_x - tx0 ? (int)(g0 + count - g) : tiles_x - tx0;
-        /* stage[(i * width + x) * NR + k]: channel c0 + k at input row 4 ty + i - 1, column 4 tx0 + x - 1 */
-        const int width = DN_WINO_OUT * n + 2, x0 = DN_WINO_OUT * tx0 - 1;
-        const float *channels = input + (size_t)image * l->inputs + (size_t)c0 * plane;
-        for (int i = 0; i < DN_WINO_IN; ++i) {
-            const int y = DN_WINO_OUT * ty + i - 1;
-            float *row = stage + (size_t)i * width * DN_GEMM_NR;
-            /* the columns inside the input: [xa, xb) */
-            const int xa = x0 < 0 ? -x0 : 0, xb = w - x0 < width ? w - x0 : width;
-            if (y < 0 || y >= h) {
-                memset(row, 0, sizeof(float) * (size_t)width * DN_GEMM_NR);
-                continue;
-            }
-            memset(row, 0, sizeof(float) * (size_t)xa * DN_GEMM_NR);
-            memset(row + (size_t)xb * DN_GEMM_NR, 0, sizeof(float) * (size_t)(width - xb) * DN_GEMM_NR);
-            const float *from = channels + (size_t)y * w + x0;
-            if (lanes == DN_GEMM_NR) {
-                interleave_channels(from + xa, plane, xb - xa, row + (size_t)xa * DN_GEMM_NR);
-                continue;
-            }
-            for (int x = xa; x < xb; ++x) {
-                float *cell = row + (size_t)x * DN_GEMM_NR;
-                for (int k = 0; k < DN_GEMM_NR; ++k) cell[k] = k < lanes ? from[k * plane + x] : 0.0f;
-            }
-        }
-        for (int q = 0; q < n; ++q) {
-            const float *patch = stage + (size_t)DN_WINO_OUT * q * DN_GEMM_NR;
-            float *dst = v + (size_t)(g - g0 + q) * DN_GEMM_NR;
-#pragma omp simd
-            for (int k = 0; k < DN_GEMM_NR; ++k)
-                transform_patch(patch + k, 0, width * DN_GEMM_NR, DN_GEMM_NR, dst + k, v_point);
-        }
-        g += n;
-    }
+    for (long g = g0; g < g0 + count;)
+        g += transform_segment(l, input, g, g0 + count, c0, lanes, v + (size_t)(g - g0) * DN_GEMM_NR, DN_GEMM_NR,
+                               v_point, stage);
 }
 
 /* A^T applied to six values: four. */
@@ -613,7 +616,7 @@ static void run_shared_blocks(const dn_layer *l, struct dn_network *net, const f
     const size_t u_point = u_point_floats(out, in);
     float *v = net->workspace, *m = v + DN_WINO_POINTS * v_point;
     float *scratch = m + DN_WINO_POINTS * m_point;
-    const size_t scratch_each = scratch_floats(l, per_block);
+    const size_t scratch_each = scratch_floats(l);
     float *act = (mode == DN_WINO_EPILOGUE && net->train) ? l->act_input : NULL;
     for (long g0 = 0; g0 < total; g0 += per_block) {
         const int count = total - g0 < per_block ? (int)(total - g0) : per_block;
@@ -621,7 +624,8 @@ static void run_shared_blocks(const dn_layer *l, struct dn_network *net, const f
         {
             float *mine = scratch + (size_t)dn_thread_index() * scratch_each;
 #pragma omp for schedule(static)
-            for (int c = 0; c < in; ++c) transform_inputs(l, input, g0, count, c, c + 1, v, v_point, mine);
+            for (int c = 0; c < in; c += DN_GEMM_NR)
+                transform_inputs(l, input, g0, count, c, c + DN_GEMM_NR < in ? c + DN_GEMM_NR : in, v, v_point, mine);
 #pragma omp for schedule(dynamic, 1)
             for (int p = 0; p < DN_WINO_POINTS; ++p)
                 dn_gemm_packed(out, count, in, l->winograd_kernels + p * u_point, v + p * v_point,
@@ -799,13 +803,20 @@ static size_t du_point_floats(const dn_layer *l) { return skewed((size_t)l->filt
 static size_t vt_point_floats(const dn_layer *l, int per_block) { return skewed(dn_packed_b_floats(per_block, l->c)); }
 static size_t dm_point_floats(const dn_layer *l, int per_block) { return skewed(dn_packed_a_floats(l->filters, per_block)); }
 
+/* Scratch per thread of the weight gradient: the output-gradient transform's slots and offsets,
+ * or the input transform's stage. */
+static size_t grad_scratch_floats(const dn_layer *l, int per_block)
+{
+    const size_t slots = (size_t)block_images(l, per_block) * slot_floats(l) + dn_packed_b_floats(1, per_block);
+    return slots > stage_floats(l) ? slots : stage_floats(l);
+}
+
 size_t dn_winograd_grads_floats(const dn_layer *l, int threads)
 {
     if (!dn_winograd_applies(l)) return 0;
     const int per_block = grad_block_tiles(l);
-    const size_t scratch = scratch_floats(l, per_block), stage = stage_floats(l);
     return DN_WINO_POINTS * (du_point_floats(l) + vt_point_floats(l, per_block) + dm_point_floats(l, per_block)) +
-           (size_t)threads * (scratch > stage ? scratch : stage);
+           (size_t)threads * grad_scratch_floats(l, per_block);
 }
 
 /* G^T applied to six values: three (G's zeros left out). */
@@ -851,8 +862,7 @@ void dn_winograd_backward_weights(dn_layer *l, struct dn_network *net, const flo
     const int in = l->c, out = l->filters;
     const size_t du_point = du_point_floats(l), vt_point = vt_point_floats(l, per_block);
     const size_t dm_point = dm_point_floats(l, per_block);
-    const size_t scratch_each = scratch_floats(l, per_block) > stage_floats(l) ? scratch_floats(l, per_block)
-                                                                              : stage_floats(l);
+    const size_t scratch_each = grad_scratch_floats(l, per_block);
     float *du = net->winograd_grads, *vt = du + DN_WINO_POINTS * du_point;
     float *dm = vt + DN_WINO_POINTS * vt_point, *scratch = dm + DN_WINO_POINTS * dm_point;
 #pragma omp parallel num_threads(threads)
