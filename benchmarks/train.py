@@ -7,7 +7,7 @@ costs roughly three forwards (forward, backward to inputs, backward to weights),
 near 3 means the backward pass is as fast as the forward. The engine uses DARKNET_PY_THREADS
 threads, else every CPU.
 
-    python benchmarks/train.py [--batch 16] [--size 416] [--repeats 3]
+    python benchmarks/train.py [--batch 16] [--size 416] [--repeats 5]
     python benchmarks/train.py --distributed [--processes 1,2] ...   (see benchmarks/train_distributed.py)
 """
 from __future__ import annotations
@@ -38,6 +38,20 @@ def seconds(run, repeats: int) -> float:
     return statistics.median(times)
 
 
+def alternating_seconds(first, second, repeats: int) -> tuple[float, float]:
+    """Medians of two workloads timed in turns (first, second, first, ...): on a shared machine
+    whose speed drifts over seconds, both see the same periods, so their ratio holds still."""
+    first()
+    second()  # warm-ups
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for run, kept in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            run()
+            kept.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def random_truths(rng: np.random.Generator, batch: int, boxes: int = 20) -> np.ndarray:
     truths = np.zeros((batch, 90, 5), np.float32)
     truths[:, :boxes, :2] = rng.uniform(0.1, 0.9, (batch, boxes, 2))
@@ -54,7 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=416)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     images = rng.random((args.batch, 3, args.size, args.size), dtype=np.float32)
@@ -72,8 +86,7 @@ def main() -> None:
                 net.train_step(images, truths, iteration=1000)
                 net.update(params.learning_rate, params.momentum, params.decay, args.batch)
 
-            train_s = seconds(step, args.repeats)
-            forward_s = seconds(lambda: net.forward(images), args.repeats)
+            train_s, forward_s = alternating_seconds(step, lambda: net.forward(images), args.repeats)
             threads = net.threads
         cv_net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
         names = cv_net.getUnconnectedOutLayersNames()

@@ -98,7 +98,6 @@ static size_t block_floats(const dn_layer *l, int per_block)
  * V before turning it. The output transform needs 16 rows of tiles_x + 1 floats.
  */
 static int padded_width(const dn_layer *l) { return DN_WINO_OUT * tiles_across(l) + 2; }
-static int padded_height(const dn_layer *l) { return DN_WINO_OUT * ((l->out_h + DN_WINO_OUT - 1) / DN_WINO_OUT) + 2; }
 static size_t stage_floats(const dn_layer *l) { return (size_t)DN_WINO_IN * padded_width(l) * DN_GEMM_NR; }
 /* one B panel's V for the NR channels of a group, [tile][point][channel], before it is turned */
 #define DN_WINO_PANEL_FLOATS (DN_GEMM_NR * DN_WINO_POINTS * DN_GEMM_NR)
@@ -362,28 +361,6 @@ static int block_image(const dn_layer *l, long g0, int count, int index, int *im
     *end = (int)(stop - b * tiles);
     *at = (int)(start - g0);
     return 1;
-}
-
-/* The output-gradient transform copies one filter at a time of each image of the block into a
- * zero-bordered plane covering every tile (one such slot per image), so that each tile reads its
- * 4x4 at one offset with no bounds checks, and keeps those offsets. */
-static size_t slot_floats(const dn_layer *l) { return (size_t)padded_width(l) * padded_height(l); }
-/* images a run of per_block tiles can touch */
-static int block_images(const dn_layer *l, int per_block) { return per_block / tile_count(l) + 2; }
-
-/* Offsets of the block's tiles into the image slots of `scratch` (`lanes` of them: past count,
- * the first tile again, finite and never read back), with slot rows `width` floats apart. */
-static int *tile_offsets(const dn_layer *l, long g0, int count, int lanes, int width, float *scratch, int images)
-{
-    const int tiles = tile_count(l), tiles_x = tiles_across(l);
-    int *offsets = (int *)(scratch + (size_t)images * slot_floats(l));
-    for (int t = 0; t < lanes; ++t) {
-        const long g = g0 + (t < count ? t : 0);
-        const int tile = (int)(g % tiles);
-        offsets[t] = (int)((g / tiles - g0 / tiles) * (long)slot_floats(l)) +
-                     DN_WINO_OUT * (tile / tiles_x) * width + DN_WINO_OUT * (tile % tiles_x);
-    }
-    return offsets;
 }
 
 /* out[x * NR + k] = in[k * plane + x] for x < n, k < NR: NR planes' rows side by side, each
@@ -724,65 +701,120 @@ void dn_winograd_backward_data(dn_layer *l, struct dn_network *net, const float 
         y5 = (x3);                                               \
     } while (0)
 
-/* The output-gradient plane of one filter, zero past the map, is (4 tiles_y) x (4 tiles_x). */
-static int delta_width(const dn_layer *l) { return DN_WINO_OUT * tiles_across(l); }
-
-/* dM = A delta A^T for filters [f0, f1) and the batch's tiles [g0, g0 + count): point p is a
- * filters x count matrix in dn_gemm_packed's A panels (the tiles as the depth). */
-DN_HOT static void transform_output_grads(const dn_layer *l, const float *delta, long g0, int count, int f0, int f1,
-                                          float *dm, size_t dm_point, float *scratch)
+/* A delta A^T for one 4x4 output-gradient patch, d(i, j) = in[i * row_step + j * column_step]:
+ * point p into dst[p * point_step]. Straight-line code, inlined into a loop over the lanes. */
+__attribute__((always_inline)) static inline void transform_grad_patch(const float *restrict in, int row_step,
+                                                                      int column_step, float *restrict dst,
+                                                                      size_t point_step)
 {
-    const int oh = l->out_h, ow = l->out_w, tiles_x = tiles_across(l), dw = delta_width(l);
-    const int *offsets = tile_offsets(l, g0, count, count, dw, scratch, block_images(l, count));
-    int image, first, end, at;
-    for (int f = f0; f < f1; ++f) {
-        for (int k = 0; block_image(l, g0, count, k, &image, &first, &end, &at); ++k) {
-            const float *plane = delta + (size_t)image * l->outputs + (size_t)f * oh * ow;
-            float *slot = scratch + (size_t)k * slot_floats(l);
-            const int y0 = DN_WINO_OUT * (first / tiles_x), y1 = DN_WINO_OUT * ((end - 1) / tiles_x) + 3;
-            for (int y = y0; y <= y1; ++y) {
-                float *row = slot + (size_t)y * dw;
-                if (y >= oh) {
-                    memset(row, 0, sizeof(float) * (size_t)dw);
-                    continue;
+#define D(i, j) in[(i) * row_step + (j) * column_step]
+    float e00, e01, e02, e03, e10, e11, e12, e13, e20, e21, e22, e23;
+    float e30, e31, e32, e33, e40, e41, e42, e43, e50, e51, e52, e53;
+    DN_WINO_A(D(0, 0), D(1, 0), D(2, 0), D(3, 0), e00, e10, e20, e30, e40, e50);
+    DN_WINO_A(D(0, 1), D(1, 1), D(2, 1), D(3, 1), e01, e11, e21, e31, e41, e51);
+    DN_WINO_A(D(0, 2), D(1, 2), D(2, 2), D(3, 2), e02, e12, e22, e32, e42, e52);
+    DN_WINO_A(D(0, 3), D(1, 3), D(2, 3), D(3, 3), e03, e13, e23, e33, e43, e53);
+#undef D
+#define ROW(i, a, b, c, d)                                  \
+    do {                                                    \
+        float r0, r1, r2, r3, r4, r5;                       \
+        DN_WINO_A(a, b, c, d, r0, r1, r2, r3, r4, r5);      \
+        dst[(6 * (i)) * point_step] = r0;                   \
+        dst[(6 * (i) + 1) * point_step] = r1;               \
+        dst[(6 * (i) + 2) * point_step] = r2;               \
+        dst[(6 * (i) + 3) * point_step] = r3;               \
+        dst[(6 * (i) + 4) * point_step] = r4;               \
+        dst[(6 * (i) + 5) * point_step] = r5;               \
+    } while (0)
+    ROW(0, e00, e01, e02, e03);
+    ROW(1, e10, e11, e12, e13);
+    ROW(2, e20, e21, e22, e23);
+    ROW(3, e30, e31, e32, e33);
+    ROW(4, e40, e41, e42, e43);
+    ROW(5, e50, e51, e52, e53);
+#undef ROW
+}
+
+/* Filters the output-gradient transform takes at a time: whole NR-lane vectors that fill whole A
+ * panels of MR rows (48 = 3 x 16 = 8 x 6). */
+#define DN_WINO_GRAD_FILTERS (3 * DN_GEMM_NR)
+_Static_assert(DN_WINO_GRAD_FILTERS % DN_GEMM_MR == 0, "a group of filters fills whole A panels");
+
+/* Scratch of transform_output_grads: the four delta rows under the widest segment for a group of
+ * filters (NR a cell), and one tile's dM for them. */
+static size_t grad_stage_floats(const dn_layer *l)
+{
+    return (size_t)DN_WINO_OUT * DN_WINO_OUT * tiles_across(l) * DN_WINO_GRAD_FILTERS +
+           (size_t)DN_WINO_POINTS * DN_WINO_GRAD_FILTERS;
+}
+
+/*
+ * dM = A delta A^T for the batch's tiles [g0 + t0, g0 + t1) of a block of `count` and every
+ * filter: point p is a filters x count matrix in dn_gemm_packed's A panels (the tiles as the
+ * depth), so a tile's value for MR filters is MR consecutive floats. The filters are the vector
+ * lanes, 48 at a time: the delta rows under a segment of tiles are laid out filter-innermost
+ * first (as transform_segment does with the input), each tile's 36 x 48 values are computed
+ * together and copied out a panel's MR at a time. With the tiles as the lanes, the patch reads
+ * were gathers and every store a scattered single float.
+ */
+DN_HOT_WIDE static void transform_output_grads(const dn_layer *l, const float *delta, long g0, int count, int t0,
+                                               int t1, float *dm, size_t dm_point, float *scratch)
+{
+    const int oh = l->out_h, ow = l->out_w, filters = l->filters;
+    const size_t plane = (size_t)oh * ow;
+    float *stage = scratch, *tile_dm = scratch + grad_stage_floats(l) - DN_WINO_POINTS * DN_WINO_GRAD_FILTERS;
+    for (long g = g0 + t0; g < g0 + t1;) {
+        long image;
+        int ty, tx0;
+        const int n = row_segment(l, g, g0 + t1, &image, &ty, &tx0);
+        const int width = DN_WINO_OUT * n, x0 = DN_WINO_OUT * tx0; /* delta columns x0 .. x0 + width */
+        const int xb = ow - x0 < width ? ow - x0 : width;          /* those inside the map: [0, xb) */
+        const size_t chunk_floats = (size_t)DN_WINO_OUT * width * DN_GEMM_NR;
+        for (int f0 = 0; f0 < filters; f0 += DN_WINO_GRAD_FILTERS) {
+            const int group = filters - f0 < DN_WINO_GRAD_FILTERS ? filters - f0 : DN_WINO_GRAD_FILTERS;
+            const int chunks = (group + DN_GEMM_NR - 1) / DN_GEMM_NR;
+            /* stage[(chunk * 4 + i) * width * NR + x * NR + k]: filter f0 + NR chunk + k, row 4 ty + i, column x0 + x */
+            for (int chunk = 0; chunk < chunks; ++chunk) {
+                const int lanes = group - chunk * DN_GEMM_NR < DN_GEMM_NR ? group - chunk * DN_GEMM_NR : DN_GEMM_NR;
+                const float *planes = delta + (size_t)image * l->outputs + (size_t)(f0 + chunk * DN_GEMM_NR) * plane;
+                for (int i = 0; i < DN_WINO_OUT; ++i) {
+                    const int y = DN_WINO_OUT * ty + i;
+                    float *row = stage + (chunk * DN_WINO_OUT + i) * (size_t)width * DN_GEMM_NR;
+                    if (y >= oh) {
+                        memset(row, 0, sizeof(float) * (size_t)width * DN_GEMM_NR);
+                        continue;
+                    }
+                    memset(row + (size_t)xb * DN_GEMM_NR, 0, sizeof(float) * (size_t)(width - xb) * DN_GEMM_NR);
+                    const float *from = planes + (size_t)y * ow + x0;
+                    if (lanes == DN_GEMM_NR) {
+                        interleave_channels(from, plane, xb, row);
+                        continue;
+                    }
+                    for (int x = 0; x < xb; ++x) {
+                        float *cell = row + (size_t)x * DN_GEMM_NR;
+                        for (int k = 0; k < DN_GEMM_NR; ++k) cell[k] = k < lanes ? from[k * plane + x] : 0.0f;
+                    }
                 }
-                memcpy(row, plane + (size_t)y * ow, sizeof(float) * (size_t)ow);
-                for (int x = ow; x < dw; ++x) row[x] = 0.0f;
+            }
+            for (int q = 0; q < n; ++q) {
+                for (int chunk = 0; chunk < chunks; ++chunk) {
+                    const float *patch = stage + chunk * chunk_floats + (size_t)DN_WINO_OUT * q * DN_GEMM_NR;
+                    float *at = tile_dm + chunk * DN_GEMM_NR;
+#pragma omp simd
+                    for (int k = 0; k < DN_GEMM_NR; ++k)
+                        transform_grad_patch(patch + k, width * DN_GEMM_NR, DN_GEMM_NR, at + k, DN_WINO_GRAD_FILTERS);
+                }
+                /* tile (g - g0 + q)'s MR values of each panel of the group, point by point */
+                const size_t tile_at = (size_t)(g - g0 + q) * DN_GEMM_MR;
+                for (int r = 0; r < group; r += DN_GEMM_MR) {
+                    const int rows = group - r < DN_GEMM_MR ? group - r : DN_GEMM_MR;
+                    float *panel = dm + (size_t)(f0 + r) * count + tile_at;
+                    for (int p = 0; p < DN_WINO_POINTS; ++p)
+                        memcpy(panel + p * dm_point, tile_dm + p * DN_WINO_GRAD_FILTERS + r, sizeof(float) * rows);
+                }
             }
         }
-        const float *padded = scratch;
-        float *dst = dm + (size_t)(f / DN_GEMM_MR) * DN_GEMM_MR * count + f % DN_GEMM_MR;
-#pragma omp simd
-        for (int t = 0; t < count; ++t) {
-            const int o = offsets[t];
-#define D(i, j) padded[o + (i) * dw + (j)]
-            float e00, e01, e02, e03, e10, e11, e12, e13, e20, e21, e22, e23;
-            float e30, e31, e32, e33, e40, e41, e42, e43, e50, e51, e52, e53;
-            DN_WINO_A(D(0, 0), D(1, 0), D(2, 0), D(3, 0), e00, e10, e20, e30, e40, e50);
-            DN_WINO_A(D(0, 1), D(1, 1), D(2, 1), D(3, 1), e01, e11, e21, e31, e41, e51);
-            DN_WINO_A(D(0, 2), D(1, 2), D(2, 2), D(3, 2), e02, e12, e22, e32, e42, e52);
-            DN_WINO_A(D(0, 3), D(1, 3), D(2, 3), D(3, 3), e03, e13, e23, e33, e43, e53);
-#undef D
-            float *cell = dst + (size_t)t * DN_GEMM_MR;
-#define ROW(i, a, b, c, d)                                                                                   \
-    do {                                                                                                     \
-        float r0, r1, r2, r3, r4, r5;                                                                        \
-        DN_WINO_A(a, b, c, d, r0, r1, r2, r3, r4, r5);                                                       \
-        cell[(size_t)(6 * (i)) * dm_point] = r0;                                                               \
-        cell[(size_t)(6 * (i) + 1) * dm_point] = r1;                                                           \
-        cell[(size_t)(6 * (i) + 2) * dm_point] = r2;                                                           \
-        cell[(size_t)(6 * (i) + 3) * dm_point] = r3;                                                           \
-        cell[(size_t)(6 * (i) + 4) * dm_point] = r4;                                                           \
-        cell[(size_t)(6 * (i) + 5) * dm_point] = r5;                                                           \
-    } while (0)
-            ROW(0, e00, e01, e02, e03);
-            ROW(1, e10, e11, e12, e13);
-            ROW(2, e20, e21, e22, e23);
-            ROW(3, e30, e31, e32, e33);
-            ROW(4, e40, e41, e42, e43);
-            ROW(5, e50, e51, e52, e53);
-#undef ROW
-        }
+        g += n;
     }
 }
 
@@ -803,12 +835,11 @@ static size_t du_point_floats(const dn_layer *l) { return skewed((size_t)l->filt
 static size_t vt_point_floats(const dn_layer *l, int per_block) { return skewed(dn_packed_b_floats(per_block, l->c)); }
 static size_t dm_point_floats(const dn_layer *l, int per_block) { return skewed(dn_packed_a_floats(l->filters, per_block)); }
 
-/* Scratch per thread of the weight gradient: the output-gradient transform's slots and offsets,
- * or the input transform's stage. */
-static size_t grad_scratch_floats(const dn_layer *l, int per_block)
+/* Scratch per thread of the weight gradient: the output-gradient transform's, or the input
+ * transform's stage. */
+static size_t grad_scratch_floats(const dn_layer *l)
 {
-    const size_t slots = (size_t)block_images(l, per_block) * slot_floats(l) + dn_packed_b_floats(1, per_block);
-    return slots > stage_floats(l) ? slots : stage_floats(l);
+    return grad_stage_floats(l) > stage_floats(l) ? grad_stage_floats(l) : stage_floats(l);
 }
 
 size_t dn_winograd_grads_floats(const dn_layer *l, int threads)
@@ -816,7 +847,7 @@ size_t dn_winograd_grads_floats(const dn_layer *l, int threads)
     if (!dn_winograd_applies(l)) return 0;
     const int per_block = grad_block_tiles(l);
     return DN_WINO_POINTS * (du_point_floats(l) + vt_point_floats(l, per_block) + dm_point_floats(l, per_block)) +
-           (size_t)threads * grad_scratch_floats(l, per_block);
+           (size_t)threads * grad_scratch_floats(l);
 }
 
 /* G^T applied to six values: three (G's zeros left out). */
@@ -862,7 +893,7 @@ void dn_winograd_backward_weights(dn_layer *l, struct dn_network *net, const flo
     const int in = l->c, out = l->filters;
     const size_t du_point = du_point_floats(l), vt_point = vt_point_floats(l, per_block);
     const size_t dm_point = dm_point_floats(l, per_block);
-    const size_t scratch_each = grad_scratch_floats(l, per_block);
+    const size_t scratch_each = grad_scratch_floats(l);
     float *du = net->winograd_grads, *vt = du + DN_WINO_POINTS * du_point;
     float *dm = vt + DN_WINO_POINTS * vt_point, *scratch = dm + DN_WINO_POINTS * dm_point;
 #pragma omp parallel num_threads(threads)
@@ -873,8 +904,10 @@ void dn_winograd_backward_weights(dn_layer *l, struct dn_network *net, const flo
 #pragma omp for schedule(static)
             for (int c = 0; c < in; c += DN_GEMM_NR)
                 transform_inputs_by_channel(l, input, g0, count, c, vt + (size_t)c * count, vt_point, mine);
-#pragma omp for schedule(static)
-            for (int f = 0; f < out; ++f) transform_output_grads(l, l->delta, g0, count, f, f + 1, dm, dm_point, mine);
+#pragma omp for schedule(static) /* the block's tiles split over the threads */
+            for (int part = 0; part < threads; ++part)
+                transform_output_grads(l, l->delta, g0, count, (int)((long)count * part / threads),
+                                       (int)((long)count * (part + 1) / threads), dm, dm_point, mine);
 #pragma omp for schedule(dynamic, 1)
             for (int p = 0; p < DN_WINO_POINTS; ++p) /* the first block sets dU, the others add */
                 (g0 ? dn_gemm_packed_add : dn_gemm_packed)(out, in, count, dm + p * dm_point, vt + p * vt_point,
