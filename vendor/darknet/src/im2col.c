@@ -80,6 +80,29 @@ DN_HOT void dn_col2im_add(const float *col, size_t ld, int channels, int height,
     }
 }
 
+/* NR inputs `stride` (1 or 2) apart into one panel row. Stride 2 takes the even values of 8-float
+ * loads (at[0..15], then at[15..30]: none past the last value used) in GCC's generic vectors:
+ * left to itself the compiler copies them one by one. */
+typedef float dn_eight_floats __attribute__((vector_size(8 * sizeof(float))));
+_Static_assert(DN_GEMM_NR == 16, "copy_panel_row spells out two halves of 8");
+__attribute__((always_inline)) static inline void copy_panel_row(const float *restrict at, int stride,
+                                                                 float *restrict dst)
+{
+    if (stride == 1) {
+        memcpy(dst, at, sizeof(float) * DN_GEMM_NR);
+        return;
+    }
+    dn_eight_floats a, b, even;
+    memcpy(&a, at, sizeof a);
+    memcpy(&b, at + 8, sizeof b);
+    even = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14); /* at[0, 2, .., 14] */
+    memcpy(dst, &even, sizeof even);
+    memcpy(&a, at + 15, sizeof a);
+    memcpy(&b, at + 23, sizeof b);
+    even = __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15); /* at[16, 18, .., 30] */
+    memcpy(dst + 8, &even, sizeof even);
+}
+
 /* Columns [first, first + count) of one image's im2col matrix into panel columns [at, at + count). */
 __attribute__((always_inline)) static inline void panels_at(const float *im, int channels, int height, int width,
                                                             int ksize, int stride, int pad, int first, int count,
@@ -110,7 +133,9 @@ __attribute__((always_inline)) static inline void panels_at(const float *im, int
                             for (int j = 0; j < piece; ++j) dst[j] = 0.0f;
                         } else if (ox >= lo && ox + piece <= hi) { /* all inside */
                             const float *restrict at = in_row + ox * stride - pad + kx;
-                            if (stride == 1)
+                            if (piece == DN_GEMM_NR && stride <= 2) /* whole panel rows: constant trips vectorise */
+                                copy_panel_row(at, stride, dst);
+                            else if (stride == 1)
                                 for (int j = 0; j < piece; ++j) dst[j] = at[j];
                             else
                                 for (int j = 0; j < piece; ++j) dst[j] = at[j * stride];
