@@ -773,7 +773,8 @@ DN_HOT_WIDE static void transform_output_grads(const dn_layer *l, const float *d
         for (int f0 = 0; f0 < filters; f0 += DN_WINO_GRAD_FILTERS) {
             const int group = filters - f0 < DN_WINO_GRAD_FILTERS ? filters - f0 : DN_WINO_GRAD_FILTERS;
             const int chunks = (group + DN_GEMM_NR - 1) / DN_GEMM_NR;
-            /* stage[(chunk * 4 + i) * width * NR + x * NR + k]: filter f0 + NR chunk + k, row 4 ty + i, column x0 + x */
+            /* stage[((chunk * 4 + i) * width + x) * NR + k]: filter f0 + NR chunk + k at row 4 ty + i,
+             * column x0 + x */
             for (int chunk = 0; chunk < chunks; ++chunk) {
                 const int lanes = group - chunk * DN_GEMM_NR < DN_GEMM_NR ? group - chunk * DN_GEMM_NR : DN_GEMM_NR;
                 const float *planes = delta + (size_t)image * l->outputs + (size_t)(f0 + chunk * DN_GEMM_NR) * plane;
@@ -809,8 +810,13 @@ DN_HOT_WIDE static void transform_output_grads(const dn_layer *l, const float *d
                 for (int r = 0; r < group; r += DN_GEMM_MR) {
                     const int rows = group - r < DN_GEMM_MR ? group - r : DN_GEMM_MR;
                     float *panel = dm + (size_t)(f0 + r) * count + tile_at;
-                    for (int p = 0; p < DN_WINO_POINTS; ++p)
-                        memcpy(panel + p * dm_point, tile_dm + p * DN_WINO_GRAD_FILTERS + r, sizeof(float) * rows);
+                    const float *from = tile_dm + r;
+                    if (rows == DN_GEMM_MR) /* a constant size: inline moves, not calls of memcpy */
+                        for (int p = 0; p < DN_WINO_POINTS; ++p)
+                            memcpy(panel + p * dm_point, from + p * DN_WINO_GRAD_FILTERS, sizeof(float) * DN_GEMM_MR);
+                    else
+                        for (int p = 0; p < DN_WINO_POINTS; ++p)
+                            memcpy(panel + p * dm_point, from + p * DN_WINO_GRAD_FILTERS, sizeof(float) * rows);
                 }
             }
         }
