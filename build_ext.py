@@ -334,7 +334,11 @@ def make_builder(absolute_paths: bool = False, *, gpu: Optional[bool] = None, cu
     debug = os.environ.get("DARKNET_PY_DEBUG", "0") not in ("", "0")
     # -fno-trapping-math: no program reads the floating-point exception flags, so the compiler
     # may turn branches over float operations into selects and vectorise them (values unchanged)
-    compile_args = ["-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wno-unused-function", "-fno-trapping-math"]
+    # -fno-wrapv: Python's own CFLAGS (which setuptools passes first) carry -fwrapv, under which int
+    # index arithmetic may wrap, so GCC cannot prove strided accesses affine and leaves such loops
+    # scalar (im2col at stride 2, for one). The engine has no signed overflow (UBSan runs it in CI).
+    compile_args = ["-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wno-unused-function", "-fno-trapping-math",
+                    "-fno-wrapv"]
     compile_args += ["-O0", "-g"] if debug else ["-O3"]
     link_args: list[str] = []
     if openmp_requested():

@@ -36,12 +36,57 @@ DN_HOT void dn_im2col(const float *im, int channels, int height, int width, int 
                             memcpy(out_row + ox_begin, in_row + ox_begin - pad + kx,
                                    sizeof(float) * (size_t)(ox_end - ox_begin));
                         for (int ox = ox_end; ox < out_w; ++ox) out_row[ox] = 0;
-                    } else {
-                        for (int ox = 0; ox < out_w; ++ox) {
-                            const int ix = ox * stride - pad + kx;
-                            out_row[ox] = (ix >= 0 && ix < width) ? in_row[ix] : 0;
-                        }
+                    } else { /* the taps inside the row: ox in [lo, hi), zeros around */
+                        const int lo = pad - kx > 0 ? (pad - kx + stride - 1) / stride : 0;
+                        int hi = width - 1 + pad - kx >= 0 ? (width - 1 + pad - kx) / stride + 1 : 0;
+                        if (hi > out_w) hi = out_w;
+                        const float *restrict from = in_row - pad + kx;
+                        float *restrict out = out_row;
+                        int ox = 0;
+                        for (; ox < lo && ox < out_w; ++ox) out[ox] = 0;
+                        if (stride == 2) /* a plain strided loop: vectorises (even or odd lanes) */
+                            for (; ox < hi; ++ox) out[ox] = from[2 * ox];
+                        else
+                            for (; ox < hi; ++ox) out[ox] = from[ox * stride];
+                        for (; ox < out_w; ++ox) out[ox] = 0;
                     }
+                }
+            }
+        }
+    }
+}
+
+/*
+ * dn_col2im_add for darknet's downsampling layers (3x3, stride 2, pad 1), a tap row's three
+ * columns kx at once: input column 2m gets kx = 1 of output m, column 2m + 1 gets kx = 0 of
+ * output m + 1 and kx = 2 of output m. Each value sums its taps in the general loop's order
+ * (ky, then kx), so the bits are the same; the scattered single-float updates become a loop over
+ * pairs that vectorises.
+ */
+__attribute__((always_inline)) static inline void col2im_add_3x3_stride2(const float *col, size_t ld, int channels,
+                                                                        int height, int width, int out_h, int out_w,
+                                                                        float *im)
+{
+    const int pairs = width / 2, whole = width % 2 ? pairs : pairs - 1; /* pairs with both taps of 2m + 1 */
+    for (int ch = 0; ch < channels; ++ch) {
+        float *dst = im + (size_t)ch * height * width;
+        for (int ky = 0; ky < 3; ++ky) {
+            const float *taps = col + (size_t)(ch * 3 + ky) * 3 * ld;
+            for (int oy = 0; oy < out_h; ++oy) {
+                const int iy = 2 * oy - 1 + ky;
+                if (iy < 0 || iy >= height) continue;
+                float *restrict row = dst + (size_t)iy * width;
+                const float *restrict left = taps + (size_t)oy * out_w, *restrict mid = left + ld;
+                const float *restrict right = mid + ld;
+                for (int m = 0; m < whole; ++m) {
+                    row[2 * m] += mid[m];
+                    row[2 * m + 1] = row[2 * m + 1] + left[m + 1] + right[m];
+                }
+                if (width % 2) {
+                    row[2 * pairs] += mid[pairs];
+                } else if (pairs > 0) {
+                    row[2 * whole] += mid[whole];
+                    row[2 * whole + 1] += right[whole];
                 }
             }
         }
@@ -53,6 +98,10 @@ DN_HOT void dn_col2im_add(const float *col, size_t ld, int channels, int height,
 {
     const int out_h = (height + 2 * pad - ksize) / stride + 1;
     const int out_w = (width + 2 * pad - ksize) / stride + 1;
+    if (ksize == 3 && stride == 2 && pad == 1) {
+        col2im_add_3x3_stride2(col, ld, channels, height, width, out_h, out_w, im);
+        return;
+    }
     for (int ch = 0; ch < channels; ++ch) {
         float *dst = im + (size_t)ch * height * width;
         for (int ky = 0; ky < ksize; ++ky) {
