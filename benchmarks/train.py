@@ -28,28 +28,19 @@ from darknet_py import cfg as cfg_builder
 from forward import cpu_model  # benchmarks/forward.py
 
 
-def seconds(run, repeats: int) -> float:
-    run()  # warm-up (buffers allocated on first use)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def seconds_in_turns(runs, repeats: int) -> list[float]:
+    """Median seconds of each workload, the workloads timed in turns (first, second, first, ...)
+    after a warm-up call each (buffers are allocated on first use): on a shared machine whose
+    speed drifts over seconds, they all see the same periods, so their ratios hold still."""
+    for run in runs:
         run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def alternating_seconds(first, second, repeats: int) -> tuple[float, float]:
-    """Medians of two workloads timed in turns (first, second, first, ...): on a shared machine
-    whose speed drifts over seconds, both see the same periods, so their ratio holds still."""
-    first()
-    second()  # warm-ups
-    times: tuple[list[float], list[float]] = ([], [])
+    times: list[list[float]] = [[] for _ in runs]
     for _ in range(repeats):
-        for run, kept in ((first, times[0]), (second, times[1])):
+        for run, kept in zip(runs, times):
             start = time.perf_counter()
             run()
             kept.append(time.perf_counter() - start)
-    return statistics.median(times[0]), statistics.median(times[1])
+    return [statistics.median(kept) for kept in times]
 
 
 def random_truths(rng: np.random.Generator, batch: int, boxes: int = 20) -> np.ndarray:
@@ -86,7 +77,7 @@ def main() -> None:
                 net.train_step(images, truths, iteration=1000)
                 net.update(params.learning_rate, params.momentum, params.decay, args.batch)
 
-            train_s, forward_s = alternating_seconds(step, lambda: net.forward(images), args.repeats)
+            train_s, forward_s = seconds_in_turns([step, lambda: net.forward(images)], args.repeats)
             threads = net.threads
         cv_net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
         names = cv_net.getUnconnectedOutLayersNames()
@@ -95,7 +86,7 @@ def main() -> None:
             cv_net.setInput(images)
             cv_net.forward(names)
 
-        cv_s = seconds(opencv_forward, args.repeats)
+        (cv_s,) = seconds_in_turns([opencv_forward], args.repeats)
     print(f"machine: {os.cpu_count()} cores, CPU {cpu_model()}; darknet_py {threads} threads; "
           f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads)")
     print(f"yolov4-tiny-{args.size}, batch {args.batch}: training iteration {train_s:.2f} s = "

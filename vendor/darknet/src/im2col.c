@@ -3,6 +3,14 @@
 
 #include <string.h>
 
+/* The output columns [*lo, *hi) whose input column ox * stride - pad + kx lies inside [0, width)
+ * (hi not clamped to the output width). */
+static inline void inside_columns(int width, int stride, int pad, int kx, int *lo, int *hi)
+{
+    *lo = pad - kx > 0 ? (pad - kx + stride - 1) / stride : 0;
+    *hi = width - 1 + pad - kx >= 0 ? (width - 1 + pad - kx) / stride + 1 : 0;
+}
+
 /*
  * col has (channels * ksize * ksize) rows, ld floats apart, of (out_h * out_w) values; row
  * (ch, ky, kx) holds the input pixel under kernel tap (ky, kx) for every output position, 0
@@ -37,8 +45,8 @@ DN_HOT void dn_im2col(const float *im, int channels, int height, int width, int 
                                    sizeof(float) * (size_t)(ox_end - ox_begin));
                         for (int ox = ox_end; ox < out_w; ++ox) out_row[ox] = 0;
                     } else { /* the taps inside the row: ox in [lo, hi), zeros around */
-                        const int lo = pad - kx > 0 ? (pad - kx + stride - 1) / stride : 0;
-                        int hi = width - 1 + pad - kx >= 0 ? (width - 1 + pad - kx) / stride + 1 : 0;
+                        int lo, hi;
+                        inside_columns(width, stride, pad, kx, &lo, &hi);
                         if (hi > out_w) hi = out_w;
                         const float *restrict from = in_row - pad + kx;
                         float *restrict out = out_row;
@@ -164,9 +172,8 @@ __attribute__((always_inline)) static inline void panels_at(const float *im, int
         for (int ky = 0; ky < ksize; ++ky) {
             for (int kx = 0; kx < ksize; ++kx) {
                 const size_t r = ((size_t)ch * ksize + ky) * ksize + kx;
-                /* output columns whose input column ox * stride - pad + kx is inside [0, width) */
-                const int lo = pad - kx > 0 ? (pad - kx + stride - 1) / stride : 0;
-                const int hi = width - 1 + pad - kx >= 0 ? (width - 1 + pad - kx) / stride + 1 : 0;
+                int lo, hi;
+                inside_columns(width, stride, pad, kx, &lo, &hi);
                 /* one output row (a run of positions with the same oy) at a time, in pieces that
                  * stay within one panel */
                 for (int p = first; p < end;) {

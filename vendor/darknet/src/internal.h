@@ -24,8 +24,9 @@ static inline int dn_thread_index(void) { return 0; }
  * GCC's target_clones). The baseline build stays the package's promise; the GEMM's micro-kernel
  * chooses its own way (gemm_packed.c). Values differ between the two by rounding (FMA) only.
  * DN_HOT_WIDE adds an x86-64-v4 (AVX-512: 16 floats) clone, for the loops bound by arithmetic
- * (the activations: mish and logistic 37 % faster on Zen 5); the loops bound by gathering and
- * scattering (im2col, the Winograd transforms) ran slower as AVX-512 clones, so they stay DN_HOT.
+ * and in-register shuffles (the activations: mish and logistic 37 % faster on Zen 5; the
+ * Winograd input and output-gradient transforms, 16 channels a vector); the loops that gather or
+ * scatter (im2col, the output transform) ran slower as AVX-512 clones, so they stay DN_HOT.
  */
 #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && !defined(DN_NO_CLONES)
 #define DN_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))

@@ -284,15 +284,14 @@ int dn_winograd_prepare(dn_layer *l, int threads)
         y5 = 4.0f * (x1) - 5.0f * (x3) + (x5);                     \
     } while (0)
 
-/* B^T d B for one 6x6 patch, d(i, j) = in[at + i * row_step + j * column_step]: point p into
- * dst[p * v_point]. Straight-line code (no loops, no arrays), inlined into loops over the vector
- * lanes (tiles or channels) that then vectorise: `in` stays the same for every lane (a lane's
- * own base pointer would defeat the gathers). */
-__attribute__((always_inline)) static inline void transform_patch(const float *restrict in, int at, int row_step,
+/* B^T d B for one 6x6 patch, d(i, j) = in[i * row_step + j * column_step]: point p into
+ * dst[p * v_point]. Straight-line code (no loops, no arrays), inlined into a loop over the vector
+ * lanes that then vectorises. */
+__attribute__((always_inline)) static inline void transform_patch(const float *restrict in, int row_step,
                                                                  int column_step, float *restrict dst,
                                                                  size_t v_point)
 {
-#define D(i, j) in[at + (i) * row_step + (j) * column_step]
+#define D(i, j) in[(i) * row_step + (j) * column_step]
     float e00, e01, e02, e03, e04, e05, e10, e11, e12, e13, e14, e15;
     float e20, e21, e22, e23, e24, e25, e30, e31, e32, e33, e34, e35;
     float e40, e41, e42, e43, e44, e45, e50, e51, e52, e53, e54, e55;
@@ -379,6 +378,27 @@ __attribute__((always_inline)) static inline void interleave_channels(const floa
     }
 }
 
+/* One staged row of `width` cells of NR lanes: cell x, lane k is from[k * plane + x] for x in
+ * [xa, xb) and k < lanes, 0 elsewhere (a NULL `from`: a row outside the map, all 0). */
+__attribute__((always_inline)) static inline void stage_row(const float *from, size_t plane, int xa, int xb,
+                                                          int width, int lanes, float *row)
+{
+    if (!from) {
+        memset(row, 0, sizeof(float) * (size_t)width * DN_GEMM_NR);
+        return;
+    }
+    memset(row, 0, sizeof(float) * (size_t)xa * DN_GEMM_NR);
+    memset(row + (size_t)xb * DN_GEMM_NR, 0, sizeof(float) * (size_t)(width - xb) * DN_GEMM_NR);
+    if (lanes == DN_GEMM_NR) {
+        interleave_channels(from + xa, plane, xb - xa, row + (size_t)xa * DN_GEMM_NR);
+        return;
+    }
+    for (int x = xa; x < xb; ++x) {
+        float *cell = row + (size_t)x * DN_GEMM_NR;
+        for (int k = 0; k < DN_GEMM_NR; ++k) cell[k] = k < lanes ? from[k * plane + x] : 0.0f;
+    }
+}
+
 /* The tiles from batch tile g up to `end` in g's row of tiles: their count, and g's image, tile row
  * and first tile column. */
 static int row_segment(const dn_layer *l, long g, long end, long *image, int *ty, int *tx0)
@@ -411,33 +431,18 @@ __attribute__((always_inline)) static inline int transform_segment(const dn_laye
     /* stage[(i * width + x) * NR + k]: channel c0 + k at input row 4 ty + i - 1, column 4 tx0 + x - 1 */
     const int width = DN_WINO_OUT * n + 2, x0 = DN_WINO_OUT * tx0 - 1;
     const float *channels = input + (size_t)image * l->inputs + (size_t)c0 * plane;
+    const int xa = x0 < 0 ? -x0 : 0, xb = w - x0 < width ? w - x0 : width; /* the columns inside: [xa, xb) */
     for (int i = 0; i < DN_WINO_IN; ++i) {
         const int y = DN_WINO_OUT * ty + i - 1;
-        float *row = stage + (size_t)i * width * DN_GEMM_NR;
-        /* the columns inside the input: [xa, xb) */
-        const int xa = x0 < 0 ? -x0 : 0, xb = w - x0 < width ? w - x0 : width;
-        if (y < 0 || y >= h) {
-            memset(row, 0, sizeof(float) * (size_t)width * DN_GEMM_NR);
-            continue;
-        }
-        memset(row, 0, sizeof(float) * (size_t)xa * DN_GEMM_NR);
-        memset(row + (size_t)xb * DN_GEMM_NR, 0, sizeof(float) * (size_t)(width - xb) * DN_GEMM_NR);
-        const float *from = channels + (size_t)y * w + x0;
-        if (lanes == DN_GEMM_NR) {
-            interleave_channels(from + xa, plane, xb - xa, row + (size_t)xa * DN_GEMM_NR);
-            continue;
-        }
-        for (int x = xa; x < xb; ++x) {
-            float *cell = row + (size_t)x * DN_GEMM_NR;
-            for (int k = 0; k < DN_GEMM_NR; ++k) cell[k] = k < lanes ? from[k * plane + x] : 0.0f;
-        }
+        stage_row(y >= 0 && y < h ? channels + (size_t)y * w + x0 : NULL, plane, xa, xb, width, lanes,
+                  stage + (size_t)i * width * DN_GEMM_NR);
     }
     for (int q = 0; q < n; ++q) {
         const float *patch = stage + (size_t)DN_WINO_OUT * q * DN_GEMM_NR;
         float *at = dst + (size_t)q * tile_step;
 #pragma omp simd
         for (int k = 0; k < DN_GEMM_NR; ++k)
-            transform_patch(patch + k, 0, width * DN_GEMM_NR, DN_GEMM_NR, at + k, point_step);
+            transform_patch(patch + k, width * DN_GEMM_NR, DN_GEMM_NR, at + k, point_step);
     }
     return n;
 }
@@ -741,11 +746,14 @@ __attribute__((always_inline)) static inline void transform_grad_patch(const flo
 _Static_assert(DN_WINO_GRAD_FILTERS % DN_GEMM_MR == 0, "a group of filters fills whole A panels");
 
 /* Scratch of transform_output_grads: the four delta rows under the widest segment for a group of
- * filters (NR a cell), and one tile's dM for them. */
+ * filters (NR a cell), then one tile's dM for them. */
+static size_t grad_rows_floats(const dn_layer *l)
+{
+    return (size_t)DN_WINO_OUT * DN_WINO_OUT * tiles_across(l) * DN_WINO_GRAD_FILTERS;
+}
 static size_t grad_stage_floats(const dn_layer *l)
 {
-    return (size_t)DN_WINO_OUT * DN_WINO_OUT * tiles_across(l) * DN_WINO_GRAD_FILTERS +
-           (size_t)DN_WINO_POINTS * DN_WINO_GRAD_FILTERS;
+    return grad_rows_floats(l) + (size_t)DN_WINO_POINTS * DN_WINO_GRAD_FILTERS;
 }
 
 /*
@@ -762,7 +770,7 @@ DN_HOT_WIDE static void transform_output_grads(const dn_layer *l, const float *d
 {
     const int oh = l->out_h, ow = l->out_w, filters = l->filters;
     const size_t plane = (size_t)oh * ow;
-    float *stage = scratch, *tile_dm = scratch + grad_stage_floats(l) - DN_WINO_POINTS * DN_WINO_GRAD_FILTERS;
+    float *stage = scratch, *tile_dm = scratch + grad_rows_floats(l);
     for (long g = g0 + t0; g < g0 + t1;) {
         long image;
         int ty, tx0;
@@ -780,21 +788,8 @@ DN_HOT_WIDE static void transform_output_grads(const dn_layer *l, const float *d
                 const float *planes = delta + (size_t)image * l->outputs + (size_t)(f0 + chunk * DN_GEMM_NR) * plane;
                 for (int i = 0; i < DN_WINO_OUT; ++i) {
                     const int y = DN_WINO_OUT * ty + i;
-                    float *row = stage + (chunk * DN_WINO_OUT + i) * (size_t)width * DN_GEMM_NR;
-                    if (y >= oh) {
-                        memset(row, 0, sizeof(float) * (size_t)width * DN_GEMM_NR);
-                        continue;
-                    }
-                    memset(row + (size_t)xb * DN_GEMM_NR, 0, sizeof(float) * (size_t)(width - xb) * DN_GEMM_NR);
-                    const float *from = planes + (size_t)y * ow + x0;
-                    if (lanes == DN_GEMM_NR) {
-                        interleave_channels(from, plane, xb, row);
-                        continue;
-                    }
-                    for (int x = 0; x < xb; ++x) {
-                        float *cell = row + (size_t)x * DN_GEMM_NR;
-                        for (int k = 0; k < DN_GEMM_NR; ++k) cell[k] = k < lanes ? from[k * plane + x] : 0.0f;
-                    }
+                    stage_row(y < oh ? planes + (size_t)y * ow + x0 : NULL, plane, 0, xb, width, lanes,
+                              stage + (chunk * DN_WINO_OUT + i) * (size_t)width * DN_GEMM_NR);
                 }
             }
             for (int q = 0; q < n; ++q) {
