@@ -15,6 +15,12 @@ Environment variables read at build time:
   DARKNET_PY_CUDA_ARCH  compute capabilities for nvcc, ";"-separated (default
                     "75;80;86;89;90", plus PTX of the newest for later GPUs).
   DARKNET_PY_JOBS   parallel nvcc processes (default: a -jN in MAKEFLAGS, else one per CPU).
+  DARKNET_PY_ONEDNN 1 runs the bf16 inference convolutions on oneDNN (onednn.c), compiled
+                    against the onednn-devel-cpu-gomp wheel and linked with onednn-cpu-gomp's
+                    libdnnl (build_backend/darknet_py_backend.py puts both into pip's isolated
+                    build environment; elsewhere `pip install "darknet_py[onednn]"
+                    onednn-devel-cpu-gomp` first). The library is found at run time in the
+                    environment's lib/ (where the wheel installs it) or through _engine.py's preload.
   DARKNET_PY_DEBUG  1 compiles with -O0 -g (for gdb/valgrind).
   DARKNET_PY_SANITIZE  sanitizers to build the engine with, e.g. "address,undefined" (ASan +
                     UBSan, -O1 -g, stopping at the first report); the interpreter then needs
@@ -88,6 +94,44 @@ def blas_options() -> dict:
     if choice == "none":
         return {"define_macros": []}
     raise SystemExit(f"darknet_py: DARKNET_PY_BLAS={choice!r} is not one of scipy-openblas32, cblas, none")
+
+
+def onednn_requested() -> bool:
+    return os.environ.get("DARKNET_PY_ONEDNN", "0").strip() not in ("", "0")
+
+
+def _wheel_dir(distribution: str, suffix: str) -> str:
+    """The directory of an installed wheel's file whose path ends with `suffix`, less the
+    suffix's own directories (include/oneapi/dnnl/dnnl.h -> .../include)."""
+    from importlib import metadata
+
+    try:
+        files = metadata.distribution(distribution).files or []
+    except metadata.PackageNotFoundError as exc:
+        raise SystemExit(f"darknet_py: DARKNET_PY_ONEDNN=1 needs the {distribution} wheel "
+                         f"(pip install {distribution})") from exc
+    for f in files:
+        path = os.path.normpath(str(f.locate()))
+        if path.replace(os.sep, "/").endswith("/" + suffix):
+            for _ in range(suffix.count("/")):
+                path = os.path.dirname(path)
+            return path
+    raise SystemExit(f"darknet_py: the {distribution} wheel has no {suffix}")
+
+
+def onednn_options() -> dict:
+    """Compiler and linker settings of the oneDNN build (headers and library from the wheels)."""
+    include = _wheel_dir("onednn-devel-cpu-gomp", "include/oneapi/dnnl/dnnl.h")
+    lib = _wheel_dir("onednn-cpu-gomp", "lib/libdnnl.so.3")
+    # $ORIGIN/../../..: site-packages/darknet_py -> the environment's lib/, where the wheel puts
+    # libdnnl; the build-time directory too unless it is pip's temporary build environment
+    rpaths = ["$ORIGIN/../../.."] + ([lib] if not _in_build_env(lib) else [])
+    return {
+        "define_macros": [("DN_ONEDNN", "1")],
+        "include_dirs": [include],
+        "library_dirs": [lib],
+        "extra_link_args": [os.path.join(lib, "libdnnl.so.3")] + [f"-Wl,-rpath,{p}" for p in rpaths],
+    }
 
 
 # --------------------------------------------------------------------------- CUDA build
@@ -292,7 +336,8 @@ def _config_stamp(gpu: bool, arch: Optional[str], debug: bool) -> str:
     and cffi's generated C file is the same for the CPU and the CUDA build, so without it a
     `DARKNET_PY_GPU=1 pip install .` after a CPU `pip install .` of the same tree would keep the
     CPU extension in build/ ("already up-to-date"; seen), and the other way round."""
-    keys = ("DARKNET_PY_BLAS", "DARKNET_PY_BLAS_LIBS", "DARKNET_PY_SANITIZE", "DARKNET_PY_OPENMP", "CUDA_HOME", "CUDA_PATH", "CFLAGS",
+    keys = ("DARKNET_PY_BLAS", "DARKNET_PY_BLAS_LIBS", "DARKNET_PY_SANITIZE", "DARKNET_PY_OPENMP", "DARKNET_PY_ONEDNN",
+            "CUDA_HOME", "CUDA_PATH", "CFLAGS",
             "LDFLAGS")
     text = f"gpu={int(gpu)} arch={arch if gpu else '-'} debug={int(debug)}\n" + "".join(
         f"{k}={os.environ.get(k, '')}\n" for k in keys)
@@ -352,6 +397,7 @@ def make_builder(absolute_paths: bool = False, *, gpu: Optional[bool] = None, cu
         compile_args = [a for a in compile_args if a not in ("-O3", "-O0")]
         compile_args += ["-O1", "-g", f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
         link_args += [f"-fsanitize={sanitize}"]
+    onednn = onednn_options() if onednn_requested() else {}
     ffi = FFI()
     ffi.cdef(header_cdef())
     # Log messages from the engine reach Python through this callback.
@@ -361,13 +407,14 @@ def make_builder(absolute_paths: bool = False, *, gpu: Optional[bool] = None, cu
         '#include "darknet.h"',
         sources=sources,
         include_dirs=[os.path.join(root, ENGINE, "include"), os.path.join(root, ENGINE, "src")]
-        + blas.get("include_dirs", []) + cuda.get("include_dirs", []),
-        define_macros=blas.get("define_macros", []) + cuda.get("define_macros", []),
-        library_dirs=blas.get("library_dirs", []) + cuda.get("library_dirs", []),
+        + blas.get("include_dirs", []) + cuda.get("include_dirs", []) + onednn.get("include_dirs", []),
+        define_macros=blas.get("define_macros", []) + cuda.get("define_macros", []) + onednn.get("define_macros", []),
+        library_dirs=blas.get("library_dirs", []) + cuda.get("library_dirs", []) + onednn.get("library_dirs", []),
         libraries=blas.get("libraries", []) + ["m"],
         extra_compile_args=compile_args,
         extra_objects=cuda.get("extra_objects", []),
-        extra_link_args=blas.get("extra_link_args", []) + cuda.get("extra_link_args", []) + link_args,
+        extra_link_args=blas.get("extra_link_args", []) + cuda.get("extra_link_args", [])
+        + onednn.get("extra_link_args", []) + link_args,
         # setuptools only (cffi's own compile() always builds): rebuild on a new configuration
         depends=headers + ([] if absolute_paths else [_config_stamp(gpu, arch, debug)]),
     )

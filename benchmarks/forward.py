@@ -3,8 +3,8 @@ darknet_py exports to ONNX, ONNX Runtime and OpenVINO (when installed), in one p
 
 Prints milliseconds per image (median of several runs) at batch 1 and batch 8 and, for each
 other runtime, the ratio darknet_py / that runtime (above 1 means darknet_py is slower). Where the
-CPU has AVX512-BF16, darknet_py bf16 (Network(precision="bf16")) and OpenVINO bf16 run too, the
-bf16 ratio against OpenVINO bf16. Random weights: speed does not depend on the values. The ONNX
+CPU has AVX512-BF16, darknet_py bf16 (Network(precision="bf16"); on oneDNN in a DARKNET_PY_ONEDNN=1
+build) and OpenVINO bf16 run too, the bf16 ratio against OpenVINO bf16. Random weights: speed does not depend on the values. The ONNX
 model is the `raw` export with a dynamic batch (the same work as the engine's forward: the
 network up to its [yolo] heads). Every runtime uses all the CPUs it may (darknet_py:
 DARKNET_PY_THREADS, else all).
@@ -131,7 +131,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads); darknet_py {dn.__version__} "
-          f"({resolve_threads()} threads)")
+          f"({resolve_threads()} threads; bf16 on {dn.bf16_backend()})")
     print(f"CPU: {cpu_model()}")
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.arch:

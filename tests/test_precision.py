@@ -17,6 +17,8 @@ from test_conv_paths import SHAPES, lively, parameters, reference, write_conv_cf
 
 BF16 = dn.precision_supported("bf16")
 needs_bf16 = pytest.mark.skipif(not BF16, reason="this CPU lacks AVX512-BF16")
+#: A build whose bf16 runs on oneDNN (DARKNET_PY_ONEDNN=1): every layer in bf16, Winograd's too.
+ONEDNN = dn.bf16_backend().startswith("oneDNN")
 
 
 def bf16(values: np.ndarray) -> np.ndarray:
@@ -60,12 +62,13 @@ def test_bf16_is_refused_with_the_reason_where_the_cpu_lacks_it(tmp_path):
 
 
 @needs_bf16
-@pytest.mark.parametrize("shape", [s for s in SHAPES if not runs_winograd(s)],
+@pytest.mark.parametrize("shape", [s for s in SHAPES if ONEDNN or not runs_winograd(s)],
                          ids=lambda s: "x".join(map(str, s[:6])) + f"-bn{s[6]}-{s[7]}")
 @pytest.mark.parametrize("threads", [1, 2])
 def test_bf16_im2col_paths_equal_float64_on_the_rounded_operands(tmp_path, shape, threads):
-    """im2col tiles, images side by side, stride 2 and 1x1 (the input read in place): the engine's
-    bf16 result is darknet's formula on bf16-rounded input and weights, to fp32 summation."""
+    """im2col tiles, images side by side, stride 2 and 1x1 (the input read in place), and in a
+    oneDNN build every shape: the bf16 result is darknet's formula on bf16-rounded input and
+    weights, to fp32 summation."""
     channels, filters, height, width, size, stride, batch_normalize, activation = shape
     cfg = write_conv_cfg(tmp_path / "conv.cfg", *shape)
     rng = np.random.default_rng(7)
@@ -83,6 +86,7 @@ def test_bf16_im2col_paths_equal_float64_on_the_rounded_operands(tmp_path, shape
 
 
 @needs_bf16
+@pytest.mark.skipif(ONEDNN, reason="the oneDNN build runs those layers in bf16 too")
 @pytest.mark.parametrize("shape", [s for s in SHAPES if runs_winograd(s)],
                          ids=lambda s: "x".join(map(str, s[:6])) + f"-bn{s[6]}-{s[7]}")
 def test_bf16_leaves_winograd_layers_in_fp32(tmp_path, shape):
@@ -122,6 +126,42 @@ def test_bf16_follows_weight_changes_and_fp32_stays_exact(tmp_path):
             np.testing.assert_array_equal(fresh.forward_layer_outputs(x)[0], changed)
             fresh.precision = "fp32"
             np.testing.assert_array_equal(fresh.forward_layer_outputs(x)[0], changed_fp32)
+
+
+@needs_bf16
+@pytest.mark.parametrize("arch", ["yolov4-tiny", "yolov3-tiny", "yolov4"])
+def test_bf16_whole_networks_stay_close_to_fp32(tmp_path, arch):
+    """Every layer type of the three networks (route groups, 2x2 stride-1 and SPP maxpools,
+    shortcuts, upsampling, several heads): each layer's output within a few percent of fp32
+    (bf16 keeps 8 bits; relative to the layer's largest value), an image's result independent of
+    the batch it came in, and the same network answering again after a resize, another thread
+    count and new weights. In a oneDNN build, the intermediate outputs come out of its graph."""
+    from darknet_py import cfg as cfg_builder
+
+    cfg = cfg_builder.write_cfg(tmp_path / f"{arch}.cfg", arch, classes=3, width=128, height=96)
+    rng = np.random.default_rng(11)
+    x = rng.random((2, 3, 96, 128), dtype=np.float32)
+
+    def worst_error(net, blob):
+        net.precision = "fp32"
+        fp32 = net.forward_layer_outputs(blob)
+        net.precision = "bf16"
+        bf = net.forward_layer_outputs(blob)
+        assert not np.array_equal(fp32[-1], bf[-1])  # it really ran in bf16
+        return max(float(np.abs(a - b).max() / np.abs(a).max()) for a, b in zip(fp32, bf)), bf
+
+    with dn.Network(cfg, batch=2, seed=3, threads=2) as net:
+        error, both = worst_error(net, x)
+        assert error < 0.05, error
+        alone = net.forward_layer_outputs(x[1:])
+        for together, single in zip(both, alone):
+            np.testing.assert_array_equal(together[1:], single)
+        net.threads = 1
+        assert worst_error(net, x)[0] < 0.05
+        net.set_parameter(0, "weights", (net.get_parameter(0, "weights") * 0.5).astype(np.float32))
+        assert worst_error(net, x)[0] < 0.05
+        net.resize(160, 128)
+        assert worst_error(net, rng.random((1, 3, 128, 160), dtype=np.float32))[0] < 0.05
 
 
 @needs_bf16

@@ -20,7 +20,8 @@ from .errors import (
 from .evaluate import ClassAP, MapResult, average_precision, coco_map, compute_map, evaluate
 from .onnx_export import export_onnx
 from .network import (
-    DarknetWarning, LayerInfo, NetParams, Network, TrainStats, gpu_available, gpu_count, partial, precision_supported,
+    DarknetWarning, LayerInfo, NetParams, Network, TrainStats, bf16_backend, gpu_available, gpu_count, partial,
+    precision_supported,
 )
 from .video import VideoFrame, annotate_video
 from .train import NonFiniteLossError, TrainHistory, TrainProgress, TrainResult, learning_rate_at, train
@@ -55,6 +56,7 @@ __all__ = [
     "__version__",
     "annotate_video",
     "average_precision",
+    "bf16_backend",
     "calc_anchors",
     "cfg",
     "coco_map",

@@ -48,6 +48,26 @@ def _preload_cuda() -> bool:
     return loaded
 
 
+def _preload_onednn() -> bool:
+    # A oneDNN build links libdnnl.so.3 from the onednn-cpu-gomp wheel, which installs it into the
+    # environment's lib/ (found through the rpath from site-packages); an editable install or an
+    # unusual layout finds it here instead. Only tried after a failed import.
+    from importlib import metadata
+
+    try:
+        files = metadata.distribution("onednn-cpu-gomp").files or []
+    except metadata.PackageNotFoundError:
+        return False
+    for f in files:
+        if str(f).endswith("libdnnl.so.3"):
+            try:
+                ctypes.CDLL(str(f.locate()), mode=ctypes.RTLD_GLOBAL)
+                return True
+            except OSError:
+                return False
+    return False
+
+
 _preload_blas()
 # The engine's OpenMP threads sleep when a parallel loop ends instead of spinning: on a machine
 # with few cores the data-loading threads (and the rest of the process) get the CPU at once. A
@@ -57,13 +77,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 try:
     from ._darknet_engine import ffi, lib  # noqa: E402
 except ImportError as exc:  # pragma: no cover - only without a build
-    if ("libcu" in str(exc)) and _preload_cuda():
+    if (("libcu" in str(exc)) and _preload_cuda()) or (("libdnnl" in str(exc)) and _preload_onednn()):
         from ._darknet_engine import ffi, lib  # noqa: E402
     else:
         raise ImportError(
             "darknet_py's compiled engine is missing or cannot load; install the package with "
             "`pip install .` (or `python build_ext.py` in a source checkout)"
             + (" and, for the CUDA build, `pip install \"darknet_py[cuda]\"`" if "libcu" in str(exc) else "")
+            + (" and, for the oneDNN build, `pip install \"darknet_py[onednn]\"`" if "libdnnl" in str(exc) else "")
         ) from exc
 
 _STATUS_ERRORS = {

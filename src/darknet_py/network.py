@@ -53,6 +53,16 @@ def precision_supported(precision: str) -> bool:
     return bool(lib.dn_precision_supported(_precision_value(precision)))
 
 
+def bf16_backend() -> str:
+    """What runs precision="bf16": "oneDNN 3.2.0" in a build made with DARKNET_PY_ONEDNN=1 (the
+    whole network as one oneDNN graph, every convolution in bf16, values between layers in bf16),
+    else "darknet_py" (the engine's own bf16 kernels; 3x3 stride-1 layers stay fp32)."""
+    version = int(lib.dn_onednn_version())
+    if not version:
+        return "darknet_py"
+    return f"oneDNN {version // 10000}.{version // 100 % 100}.{version % 100}"
+
+
 def _precision_value(precision: str) -> int:
     if precision not in PRECISIONS:
         raise ShapeError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
@@ -241,9 +251,11 @@ class Network:
 
     `precision`: of the inference forward (forward, detect, evaluate) on the CPU. "fp32", or
     "bf16": the convolutions round their weights and inputs to bfloat16 and sum the products in
-    fp32, as OpenVINO's bf16 does; 3x3 stride-1 layers (on Winograd, whose transforms would
-    magnify the rounding) stay fp32. It needs a CPU with AVX512-BF16 (precision_supported("bf16")
-    says; elsewhere StateError) and the CPU, not a GPU. Training steps always run in fp32.
+    fp32, as OpenVINO's bf16 does. In the default build 3x3 stride-1 layers (on Winograd, whose
+    transforms would magnify the rounding) stay fp32; a oneDNN build (bf16_backend() says) runs
+    every layer on oneDNN, in bf16 between layers too. It needs a CPU with AVX512-BF16
+    (precision_supported("bf16") says; elsewhere StateError) and the CPU, not a GPU. Training
+    steps always run in fp32.
     """
 
     def __init__(

@@ -216,6 +216,10 @@ int dn_threads_available(void);
 dn_status dn_network_set_precision(dn_network *net, int precision);
 int dn_network_precision(const dn_network *net);
 int dn_precision_supported(int precision);
+/* The oneDNN version the bf16 inference convolutions run on, as major * 10000 + minor * 100 +
+ * patch, in a build made with DARKNET_PY_ONEDNN=1; 0 in the default build (the engine's own
+ * bf16 kernels, Winograd layers in fp32). */
+int dn_onednn_version(void);
 
 /*
  * Low-level access for gradient checks: forward in training mode (batch statistics),

@@ -10,6 +10,9 @@
 #include "errors.h"
 #include "rng.h"
 
+/* The most layers one [route] concatenates. */
+#define DN_MAX_ROUTE_INPUTS 8
+
 #ifdef _OPENMP
 #include <omp.h>
 static inline int dn_thread_index(void) { return omp_get_thread_num(); }
@@ -157,7 +160,7 @@ struct dn_layer {
 
     /* route / shortcut */
     int num_inputs;
-    int input_layers[8];
+    int input_layers[DN_MAX_ROUTE_INPUTS];
     int route_groups, route_group_id;
 
     /* upsample */
@@ -203,6 +206,7 @@ struct dn_network {
                                * output gradients (the largest layer's; NULL: none yet) */
     size_t winograd_grads_size;
     int train_n;              /* images in the last training forward */
+    struct dn_onednn *onednn; /* onednn.c: its engine and stream (oneDNN build), made on first use */
     dn_log_fn log;
     void *log_user;
     char *cfg_path;
@@ -230,6 +234,16 @@ dn_status dn_convolutional_prepare(dn_layer *l, int threads);
 /* The bf16 copies of the weights the inference forward reads at DN_PRECISION_BF16 (after
  * dn_convolutional_prepare). Winograd layers have none: they stay fp32 (see there). */
 dn_status dn_convolutional_prepare_bf16(dn_layer *l, int threads);
+/* onednn.c, the oneDNN build's bf16 inference (stubs elsewhere).
+ * dn_onednn_forward: the whole inference forward of n images as oneDNN's graph; *ran is 0 (and
+ *   nothing done) where the build has no oneDNN or the network has a layer it cannot express.
+ * dn_onednn_forget_outputs: a forward of the engine's own now fills every l->output.
+ * dn_onednn_materialize: layer `index`'s l->output made current after a graph pass (the graph
+ *   keeps most layers' values in its own bf16 layouts). */
+dn_status dn_onednn_forward(struct dn_network *net, const float *input, int n, int *ran);
+void dn_onednn_forget_outputs(struct dn_network *net);
+dn_status dn_onednn_materialize(const struct dn_network *net, int index);
+void dn_onednn_release(struct dn_network *net);
 
 dn_status dn_maxpool_setup(dn_layer *l, dn_options *o);
 void dn_maxpool_forward(dn_layer *l, const float *input, int n, int threads);

@@ -1,3 +1,5 @@
+#include <stdio.h>
+#include <stdlib.h>
 /* The network handle: creation from a cfg, forward orchestration, accessors. */
 #include "internal.h"
 
@@ -88,6 +90,7 @@ void dn_network_free(dn_network *net)
     dn_gpu_release(net);
 #endif
     for (int i = 0; i < net->n && net->layers; ++i) free_layer(&net->layers[i]);
+    dn_onednn_release(net);
     free(net->layers);
     free(net->train_input);
     free(net->backward_scratch);
@@ -295,6 +298,12 @@ static dn_status check_images(const dn_network *net, const void *input, int n)
 static dn_status run_forward(dn_network *net, const float *input, int n, int train)
 {
     const int bf16 = !train && net->precision == DN_PRECISION_BF16; /* training runs in fp32 */
+    dn_onednn_forget_outputs(net);
+    if (bf16) { /* the oneDNN build runs it as one graph, where the network allows */
+        int ran;
+        const dn_status st = dn_onednn_forward(net, input, n, &ran);
+        if (st != DN_OK || ran) return st;
+    }
     for (int i = 0; i < net->n; ++i) {
         if (net->layers[i].type != DN_LAYER_CONVOLUTIONAL) continue;
         dn_status st = dn_convolutional_prepare(&net->layers[i], net->threads);
@@ -304,8 +313,10 @@ static dn_status run_forward(dn_network *net, const float *input, int n, int tra
     net->train = train;
     net->bf16_pass = bf16;
     const float *x = input;
+    static double prof[512]; static int calls;
     for (int i = 0; i < net->n; ++i) {
         dn_layer *l = &net->layers[i];
+        double t0 = omp_get_wtime();
         switch (l->type) {
         case DN_LAYER_CONVOLUTIONAL: dn_convolutional_forward(l, net, x, n); break;
         case DN_LAYER_MAXPOOL: dn_maxpool_forward(l, x, n, net->threads); break;
@@ -314,7 +325,13 @@ static dn_status run_forward(dn_network *net, const float *input, int n, int tra
         case DN_LAYER_UPSAMPLE: dn_upsample_forward(l, x, n, net->threads); break;
         case DN_LAYER_YOLO: dn_yolo_forward(l, x, n); break;
         }
+        prof[i] += omp_get_wtime() - t0;
         x = l->output;
+    }
+    if (getenv("DN_PROF") && ++calls == atoi(getenv("DN_PROF"))) {
+        double tot=0; for (int i = 0; i < net->n; ++i) tot += prof[i];
+        for (int i = 0; i < net->n; ++i) { dn_layer *l=&net->layers[i]; fprintf(stderr, "%3d t%d c%4d f%4d %3dx%3d k%d s%d %7.2f ms\n", i, l->type, l->c, l->filters, l->w, l->h, l->size, l->stride, prof[i]/calls*1e3);}
+        fprintf(stderr, "total %.1f ms\n", tot/calls*1e3);
     }
     net->train = 0;
     net->bf16_pass = 0;
@@ -346,6 +363,7 @@ dn_status dn_network_copy_output(const dn_network *net, int index, float *dst, s
 #ifdef DN_GPU
     if (net->gpu) return dn_gpu_pull_output(net, index, dst, count);
 #endif
+    if ((st = dn_onednn_materialize(net, index)) != DN_OK) return st;
     memcpy(dst, l->output, count * sizeof(float));
     return DN_OK;
 }

@@ -5,8 +5,8 @@
 
 dn_status dn_route_setup(dn_layer *l, dn_options *o, struct dn_network *net)
 {
-    int layers[8];
-    int count = dn_opt_int_list(o, "layers", layers, 8);
+    int layers[DN_MAX_ROUTE_INPUTS];
+    int count = dn_opt_int_list(o, "layers", layers, DN_MAX_ROUTE_INPUTS);
     l->route_groups = dn_opt_int(o, "groups", 1);
     l->route_group_id = dn_opt_int(o, "group_id", 0);
     if (o->status != DN_OK) return o->status;
