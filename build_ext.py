@@ -319,12 +319,27 @@ def add_cuda(ext) -> None:
     ext._darknet_py_cuda = True
 
 
+def add_onednn(ext) -> None:
+    """Make setuptools' Extension of the engine the oneDNN build when DARKNET_PY_ONEDNN asks for
+    it; once per extension, right before it is built (the wheels are not there before)."""
+    if ext.name != MODULE or not onednn_requested() or getattr(ext, "_darknet_py_onednn", False):
+        return
+    onednn = onednn_options()
+    ext.define_macros += onednn["define_macros"]
+    ext.include_dirs += onednn["include_dirs"]
+    ext.library_dirs += onednn["library_dirs"]
+    ext.extra_link_args += onednn["extra_link_args"]
+    ext._darknet_py_onednn = True
+
+
 def cuda_build_ext(base: type) -> type:
-    """setuptools' build_ext command with add_cuda before the engine is built (setup.py)."""
+    """setuptools' build_ext command with add_cuda and add_onednn before the engine is built
+    (setup.py)."""
 
     class build_ext(base):
         def build_extension(self, ext):
             add_cuda(ext)
+            add_onednn(ext)
             super().build_extension(ext)
 
     return build_ext
@@ -361,7 +376,7 @@ def make_builder(absolute_paths: bool = False, *, gpu: Optional[bool] = None, cu
     compile() (which changes into its temporary directory) absolute ones. `gpu` (default:
     DARKNET_PY_GPU) adds the CUDA build, its objects compiled for `cuda_arch` (default:
     DARKNET_PY_CUDA_ARCH) into `cuda_objdir` (default: build/cuda); with `defer_cuda` the
-    CUDA options are left to add_cuda at build time (setuptools)."""
+    CUDA and oneDNN options are left to add_cuda and add_onednn at build time (setuptools)."""
     if gpu is None:
         gpu = gpu_requested()
     root = HERE if absolute_paths else ""
@@ -397,7 +412,8 @@ def make_builder(absolute_paths: bool = False, *, gpu: Optional[bool] = None, cu
         compile_args = [a for a in compile_args if a not in ("-O3", "-O0")]
         compile_args += ["-O1", "-g", f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
         link_args += [f"-fsanitize={sanitize}"]
-    onednn = onednn_options() if onednn_requested() else {}
+    # like CUDA's, the oneDNN wheels are only in pip's build environment once the build runs
+    onednn = onednn_options() if onednn_requested() and not defer_cuda else {}
     ffi = FFI()
     ffi.cdef(header_cdef())
     # Log messages from the engine reach Python through this callback.
@@ -421,7 +437,8 @@ def make_builder(absolute_paths: bool = False, *, gpu: Optional[bool] = None, cu
     return ffi
 
 
-# What setup.py's cffi_modules builds: the CUDA part is added by cuda_build_ext at build time.
+# What setup.py's cffi_modules builds: the CUDA and oneDNN parts are added by cuda_build_ext at
+# build time.
 ffibuilder = make_builder(defer_cuda=True)
 
 

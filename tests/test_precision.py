@@ -128,6 +128,35 @@ def test_bf16_follows_weight_changes_and_fp32_stays_exact(tmp_path):
             np.testing.assert_array_equal(fresh.forward_layer_outputs(x)[0], changed_fp32)
 
 
+def test_onednn_build_requirements(monkeypatch):
+    """DARKNET_PY_ONEDNN=1 puts the oneDNN wheels into pip's build environment (library and
+    headers), its library is the "onednn" extra, and an installed oneDNN build depends on it."""
+    import importlib.metadata
+    import sys
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root / "build_backend"))
+    try:
+        import darknet_py_backend as backend
+    finally:
+        sys.path.remove(str(root / "build_backend"))
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    assert project["project"]["optional-dependencies"]["onednn"] == backend.ONEDNN_RUNTIME
+    monkeypatch.setenv("DARKNET_PY_ONEDNN", "0")
+    assert backend.onednn_requires(True) == [] and backend.onednn_requires(False) == []
+    monkeypatch.setenv("DARKNET_PY_ONEDNN", "1")
+    assert backend.onednn_requires(False) == ["onednn-cpu-gomp==2023.2.0"]
+    assert backend.onednn_requires(True) == ["onednn-cpu-gomp==2023.2.0", "onednn-devel-cpu-gomp==2023.2.0"]
+    try:
+        requires = importlib.metadata.requires("darknet_py") or []
+    except importlib.metadata.PackageNotFoundError:
+        return  # only on sys.path
+    unconditional = [r for r in requires if "extra ==" not in r]
+    assert any(r.startswith("onednn-cpu-gomp") for r in unconditional) == ONEDNN, requires
+
+
 @needs_bf16
 @pytest.mark.parametrize("arch", ["yolov4-tiny", "yolov3-tiny", "yolov4"])
 def test_bf16_whole_networks_stay_close_to_fp32(tmp_path, arch):
