@@ -34,9 +34,27 @@ def arch_files(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained_demo(tmp_path_factory):
     """The demo's recipe trained from random weights (several CPU minutes): a DemoResult. Shared
-    by the slow tests that need a detector which really detects."""
+    by the slow tests that need a detector which really detects.
+
+    With DARKNET_PY_TEST_DEMO_DIR set (CI does, for one run), the demo is trained into that
+    directory and its result pickled there, and a later test session (another build of the same
+    tree: .ci/onednn_check.sh) loads it instead of training again: training is the same code,
+    bit for bit, in every CPU build."""
     import io
+    import os
+    import pickle
 
     from darknet_py.demo import DemoConfig, run_demo
 
-    return run_demo(DemoConfig(out_dir=tmp_path_factory.mktemp("demo")), progress=False, out=io.StringIO())
+    shared = os.environ.get("DARKNET_PY_TEST_DEMO_DIR")
+    if not shared:
+        return run_demo(DemoConfig(out_dir=tmp_path_factory.mktemp("demo")), progress=False, out=io.StringIO())
+    saved = Path(shared) / "result.pickle"
+    if saved.exists():
+        with saved.open("rb") as f:
+            return pickle.load(f)
+    result = run_demo(DemoConfig(out_dir=Path(shared) / "demo"), progress=False, out=io.StringIO())
+    with (Path(shared) / "result.pickle.tmp").open("wb") as f:
+        pickle.dump(result, f)
+    os.replace(Path(shared) / "result.pickle.tmp", saved)
+    return result
