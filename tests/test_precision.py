@@ -196,6 +196,25 @@ def test_bf16_whole_networks_stay_close_to_fp32(tmp_path, arch):
 
 
 @needs_bf16
+def test_bf16_layers_the_graph_cannot_express_still_run(tmp_path):
+    """A grouped convolution and a 1x1 stride-2 one on an even map (oneDNN would need negative
+    padding): the oneDNN build runs such a network on the engine's own bf16 path instead."""
+    cfg = tmp_path / "odd.cfg"
+    cfg.write_text("[net]\nwidth=32\nheight=32\nchannels=8\n"
+                   "[convolutional]\nfilters=16\nsize=3\nstride=1\npad=1\ngroups=2\nactivation=leaky\n"
+                   "[convolutional]\nbatch_normalize=1\nfilters=8\nsize=1\nstride=2\npad=0\nactivation=mish\n")
+    x = np.random.default_rng(2).normal(0, 1, (1, 8, 32, 32)).astype(np.float32)
+    with dn.Network(cfg, seed=4) as net:
+        lively(net, np.random.default_rng(5))
+        fp32 = net.forward_layer_outputs(x)
+        net.precision = "bf16"
+        bf = net.forward_layer_outputs(x)
+    for a, b in zip(fp32, bf):
+        assert not np.array_equal(a, b)
+        assert np.abs(a - b).max() < 0.02 * np.abs(a).max()
+
+
+@needs_bf16
 def test_training_runs_in_fp32_whatever_the_precision(tmp_path):
     cfg = tmp_path / "layers.cfg"
     cfg.write_text("[net]\nwidth=40\nheight=40\nchannels=8\n"

@@ -260,6 +260,14 @@ static int append_activation(dnnl_post_ops_t ops, dn_activation a)
     return 0;
 }
 
+/* The padding after the input along a side of `in` values that gives darknet's output size
+ * (`out`, rounded down from (in + pads - size) / stride + 1): can be negative, which the graph
+ * does not take. */
+static int padding_after(int in, int out, int size, int stride, int before)
+{
+    return (out - 1) * stride + size - in - before;
+}
+
 /* What the graph cannot express: it then stays unbuilt and the engine's own path runs. */
 static int expressible(const struct dn_network *net)
 {
@@ -267,15 +275,15 @@ static int expressible(const struct dn_network *net)
         const dn_layer *l = &net->layers[i];
         switch (l->type) {
         case DN_LAYER_CONVOLUTIONAL:
-            if (l->groups != 1) return 0;
-            break;
-        case DN_LAYER_MAXPOOL: {
-            const int before = l->pad / 2;
-            if ((l->out_w - 1) * l->stride + l->size - l->w - before < 0 ||
-                (l->out_h - 1) * l->stride + l->size - l->h - before < 0)
+            if (l->groups != 1 || padding_after(l->w, l->out_w, l->size, l->stride, l->pad) < 0 ||
+                padding_after(l->h, l->out_h, l->size, l->stride, l->pad) < 0)
                 return 0;
             break;
-        }
+        case DN_LAYER_MAXPOOL: /* darknet's window starts pad / 2 before the input */
+            if (padding_after(l->w, l->out_w, l->size, l->stride, l->pad / 2) < 0 ||
+                padding_after(l->h, l->out_h, l->size, l->stride, l->pad / 2) < 0)
+                return 0;
+            break;
         case DN_LAYER_UPSAMPLE:
             if (l->upsample_scale != 1.0f) return 0;
             break;
@@ -316,10 +324,8 @@ static dn_status build_conv(struct dn_onednn *g, struct dn_network *net, int lay
     const dnnl_dims_t dst_dims = {g->images, l->filters, l->out_h, l->out_w}, channel_dims = {1, l->filters, 1, 1};
     const dnnl_dims_t bias_dims = {l->filters}, strides = {l->stride, l->stride}, dilation = {0, 0};
     const dnnl_dims_t pad_before = {l->pad, l->pad};
-    /* darknet's output size is (h + 2 pad - size) / stride + 1, rounded down: the padding after
-     * is whatever that leaves */
-    const dnnl_dims_t pad_after = {(l->out_h - 1) * l->stride + l->size - l->h - l->pad,
-                                   (l->out_w - 1) * l->stride + l->size - l->w - l->pad};
+    const dnnl_dims_t pad_after = {padding_after(l->h, l->out_h, l->size, l->stride, l->pad),
+                                   padding_after(l->w, l->out_w, l->size, l->stride, l->pad)};
     dnnl_memory_desc_t src_md = NULL, weights_md = NULL, user_weights_md = NULL, dst_md = NULL, channel_md = NULL;
     dnnl_memory_desc_t bias_md = NULL;
     dnnl_post_ops_t ops = NULL;
@@ -414,8 +420,8 @@ static dn_status build_layer(struct dn_onednn *g, struct dn_network *net, int la
         const int before = l->pad / 2;
         const dnnl_dims_t strides = {l->stride, l->stride}, kernel = {l->size, l->size}, dilation = {0, 0};
         const dnnl_dims_t pad_before = {before, before};
-        const dnnl_dims_t pad_after = {(l->out_h - 1) * l->stride + l->size - l->h - before,
-                                       (l->out_w - 1) * l->stride + l->size - l->w - before};
+        const dnnl_dims_t pad_after = {padding_after(l->h, l->out_h, l->size, l->stride, before),
+                                       padding_after(l->w, l->out_w, l->size, l->stride, before)};
         TRY(dnnl_memory_desc_create_with_tag(&dst_md, 4, out_dims, dnnl_bf16, dnnl_format_tag_any), "a descriptor");
         dnnl_memory_t src;
         TRY(as_bf16(g, previous, (const int64_t[]){g->images, l->c, l->h, l->w}, &src), "the input");
