@@ -582,8 +582,8 @@ def train(data: PathLike, cfg: PathLike, weights: Optional[PathLike] = None, *,
     `threads`: the engine's threads for the training and mAP passes (default: DARKNET_PY_THREADS,
     else the CPUs this process may use, divided among the ranks of a distributed job that share
     this machine). The data-loading threads run beside them: they wait for a batch's decode and
-    augmentation only, and the engine's threads sleep (OMP_WAIT_POLICY=PASSIVE) rather than
-    spin whenever a loader needs the CPU.
+    augmentation only, and the engine's threads sleep after a short spin (GOMP_SPINCOUNT=20000,
+    see _engine.py) rather than spinning on while a loader needs the CPU.
     `gpus` (a CUDA build): None trains on the CPU, [0] on CUDA device 0 (StateError without
     one), "auto" on device 0 when usable else the CPU with a warning; one device only. The
     mAP runs use the same device.
