@@ -352,8 +352,7 @@ def _config_stamp(gpu: bool, arch: Optional[str], debug: bool) -> str:
     `DARKNET_PY_GPU=1 pip install .` after a CPU `pip install .` of the same tree would keep the
     CPU extension in build/ ("already up-to-date"; seen), and the other way round."""
     keys = ("DARKNET_PY_BLAS", "DARKNET_PY_BLAS_LIBS", "DARKNET_PY_SANITIZE", "DARKNET_PY_OPENMP", "DARKNET_PY_ONEDNN",
-            "CUDA_HOME", "CUDA_PATH", "CFLAGS",
-            "LDFLAGS")
+            "CUDA_HOME", "CUDA_PATH", "CFLAGS", "LDFLAGS")
     text = f"gpu={int(gpu)} arch={arch if gpu else '-'} debug={int(debug)}\n" + "".join(
         f"{k}={os.environ.get(k, '')}\n" for k in keys)
     path = os.path.join(HERE, "build", "config.txt")
@@ -371,11 +370,11 @@ def _config_stamp(gpu: bool, arch: Optional[str], debug: bool) -> str:
 
 
 def make_builder(absolute_paths: bool = False, *, gpu: Optional[bool] = None, cuda_arch: Optional[str] = None,
-                 cuda_objdir: Optional[str] = None, defer_cuda: bool = False) -> FFI:
+                 cuda_objdir: Optional[str] = None, defer_wheel_options: bool = False) -> FFI:
     """The FFI builder; setuptools wants relative source paths, cffi's own
     compile() (which changes into its temporary directory) absolute ones. `gpu` (default:
     DARKNET_PY_GPU) adds the CUDA build, its objects compiled for `cuda_arch` (default:
-    DARKNET_PY_CUDA_ARCH) into `cuda_objdir` (default: build/cuda); with `defer_cuda` the
+    DARKNET_PY_CUDA_ARCH) into `cuda_objdir` (default: build/cuda); with `defer_wheel_options` the
     CUDA and oneDNN options are left to add_cuda and add_onednn at build time (setuptools)."""
     if gpu is None:
         gpu = gpu_requested()
@@ -389,7 +388,7 @@ def make_builder(absolute_paths: bool = False, *, gpu: Optional[bool] = None, cu
     blas = blas_options()
     cuda: dict = {}
     arch = (cuda_arch or requested_cuda_arch()) if gpu else None
-    if gpu and not defer_cuda:
+    if gpu and not defer_wheel_options:
         cuda = cuda_options(cuda_objdir or os.path.join(HERE, "build", "cuda"), arch)
     debug = os.environ.get("DARKNET_PY_DEBUG", "0") not in ("", "0")
     # -fno-trapping-math: no program reads the floating-point exception flags, so the compiler
@@ -413,7 +412,7 @@ def make_builder(absolute_paths: bool = False, *, gpu: Optional[bool] = None, cu
         compile_args += ["-O1", "-g", f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
         link_args += [f"-fsanitize={sanitize}"]
     # like CUDA's, the oneDNN wheels are only in pip's build environment once the build runs
-    onednn = onednn_options() if onednn_requested() and not defer_cuda else {}
+    onednn = onednn_options() if onednn_requested() and not defer_wheel_options else {}
     ffi = FFI()
     ffi.cdef(header_cdef())
     # Log messages from the engine reach Python through this callback.
@@ -439,7 +438,7 @@ def make_builder(absolute_paths: bool = False, *, gpu: Optional[bool] = None, cu
 
 # What setup.py's cffi_modules builds: the CUDA and oneDNN parts are added by cuda_build_ext at
 # build time.
-ffibuilder = make_builder(defer_cuda=True)
+ffibuilder = make_builder(defer_wheel_options=True)
 
 
 def build_in_place() -> str:

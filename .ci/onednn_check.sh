@@ -9,11 +9,7 @@
 #
 #   bash .ci/onednn_check.sh
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-VENV="$(mktemp -d "${TMPDIR:-/tmp}/darknet_py_onednn.XXXXXX")"
-trap 'rm -rf "$VENV"' EXIT
-python3 -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
+. "$(dirname "$0")/fresh_venv.sh" onednn
 DARKNET_PY_ONEDNN=1 "$VENV/bin/python" -m pip install --quiet "$ROOT[test]"
 "$VENV/bin/python" - <<'PY'
 import darknet_py as dn
@@ -27,7 +23,9 @@ cd "$ROOT"
 # The same build with ASan + UBSan + LeakSanitizer (a copy of the tree, on PYTHONPATH), on the
 # fast bf16 tests: the graph's primitives and memories are all released, nothing is read out of
 # bounds (as .ci/hardening_check.sh does for the default build).
-"$VENV/bin/python" -m pip install --quiet "onednn-devel-cpu-gomp==2023.2.0"
+# (its headers as the build backend pins them, ONEDNN_BUILD, for build_ext.py outside pip)
+"$VENV/bin/python" -m pip install --quiet $("$VENV/bin/python" -c \
+    'import sys; sys.path.insert(0, "build_backend"); import darknet_py_backend as b; print(*b.ONEDNN_BUILD)')
 mkdir "$VENV/tree"
 git ls-files -z --cached --others --exclude-standard | tar --null --ignore-failed-read -T - -cf - 2>/dev/null \
     | tar -xf - -C "$VENV/tree"

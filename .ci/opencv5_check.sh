@@ -5,11 +5,7 @@
 #
 #   bash .ci/opencv5_check.sh [WHEEL]     # WHEEL: install this built wheel; default: build from the tree
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-VENV="$(mktemp -d "${TMPDIR:-/tmp}/darknet_py_opencv5.XXXXXX")"
-trap 'rm -rf "$VENV"' EXIT
-python3 -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
+. "$(dirname "$0")/fresh_venv.sh" opencv5
 PACKAGE="${1:-$ROOT}"
 "$VENV/bin/python" -m pip install --quiet "$PACKAGE" "opencv-python-headless>=5" "onnx>=1.14" "onnxruntime>=1.16" \
     "pytest>=7"

@@ -1,5 +1,3 @@
-#include <stdio.h>
-#include <stdlib.h>
 /* The network handle: creation from a cfg, forward orchestration, accessors. */
 #include "internal.h"
 
@@ -313,10 +311,8 @@ static dn_status run_forward(dn_network *net, const float *input, int n, int tra
     net->train = train;
     net->bf16_pass = bf16;
     const float *x = input;
-    static double prof[512]; static int calls;
     for (int i = 0; i < net->n; ++i) {
         dn_layer *l = &net->layers[i];
-        double t0 = omp_get_wtime();
         switch (l->type) {
         case DN_LAYER_CONVOLUTIONAL: dn_convolutional_forward(l, net, x, n); break;
         case DN_LAYER_MAXPOOL: dn_maxpool_forward(l, x, n, net->threads); break;
@@ -325,13 +321,7 @@ static dn_status run_forward(dn_network *net, const float *input, int n, int tra
         case DN_LAYER_UPSAMPLE: dn_upsample_forward(l, x, n, net->threads); break;
         case DN_LAYER_YOLO: dn_yolo_forward(l, x, n); break;
         }
-        prof[i] += omp_get_wtime() - t0;
         x = l->output;
-    }
-    if (getenv("DN_PROF") && ++calls == atoi(getenv("DN_PROF"))) {
-        double tot=0; for (int i = 0; i < net->n; ++i) tot += prof[i];
-        for (int i = 0; i < net->n; ++i) { dn_layer *l=&net->layers[i]; fprintf(stderr, "%3d t%d c%4d f%4d %3dx%3d k%d s%d %7.2f ms\n", i, l->type, l->c, l->filters, l->w, l->h, l->size, l->stride, prof[i]/calls*1e3);}
-        fprintf(stderr, "total %.1f ms\n", tot/calls*1e3);
     }
     net->train = 0;
     net->bf16_pass = 0;
