@@ -240,25 +240,32 @@ dn_status dn_convolutional_prepare(dn_layer *l, int threads)
 /* bf16 inference runs the im2col and 1x1 paths with bf16 operands. Winograd layers keep fp32:
  * F(4x4, 3x3)'s output transform (coefficients up to 8 per side, cancelling) magnifies the
  * rounding of the transformed tiles and kernels about twentyfold, so that in bf16 single outputs
- * of a random 32-channel layer were 20 % off (0.1 % for bf16 im2col); fp32 Winograd does the 3x3
- * layers in fewer operations than bf16 im2col would anyway (2.25 multiplies per output and
- * channel at fp32's rate against 9 at twice the rate). */
-dn_status dn_convolutional_prepare_bf16(dn_layer *l, int threads)
+ * of a random 32-channel layer were 20 % off (0.1 % for bf16 im2col); and fp32 Winograd does the
+ * 3x3 layers in fewer operations than bf16 im2col would. Even with AMX, bf16 im2col on those
+ * layers was slower than fp32 Winograd (yolov4-tiny 61.8 against 57.4 ms on a 2-core Xeon with
+ * AMX): the fp32 im2col and rounding of B, not the products, then take the time. */
+dn_status dn_convolutional_prepare_bf16(dn_layer *l, int threads, int kernel)
 {
     if (dn_winograd_applies(l)) return DN_OK;
     const int m = l->filters / l->groups;
     const int k = (l->c / l->groups) * l->size * l->size;
-    const size_t per_group = dn_packed_a_bf16_values(m, k);
+    const size_t per_group = dn_packed_a_bf16_values((dn_bf16_kernel)kernel, m, k);
+    if (l->packed_weights_bf16 && l->packed_bf16_kernel != kernel) { /* another layout, another size */
+        free(l->packed_weights_bf16);
+        l->packed_weights_bf16 = NULL;
+    }
     if (!l->packed_weights_bf16) {
         l->packed_weights_bf16 = malloc(per_group * l->groups * sizeof(uint16_t));
         if (!l->packed_weights_bf16)
             return dn_fail(DN_ERR_MEMORY, "out of memory for the bf16 weights of layer %d ([convolutional])", l->index);
         l->packed_bf16_version = l->weights_version - 1;
+        l->packed_bf16_kernel = kernel;
     }
     if (l->packed_bf16_version != l->weights_version) {
+        const size_t weights_group = l->nweights / (size_t)l->groups;
 #pragma omp parallel for num_threads(threads) schedule(static) if (l->groups > 1)
         for (int g = 0; g < l->groups; ++g)
-            dn_pack_a_bf16(l->packed_weights + g * dn_packed_a_floats(m, k), m, k,
+            dn_pack_a_bf16((dn_bf16_kernel)kernel, l->weights + g * weights_group, k, m, k,
                            l->packed_weights_bf16 + g * per_group);
         l->packed_bf16_version = l->weights_version;
     }
@@ -274,11 +281,12 @@ static void weights_times(const dn_layer *l, const struct dn_network *net, int g
     const int m = l->filters / l->groups;
     const int k = (l->c / l->groups) * l->size * l->size;
     if (net->bf16_pass) {
-        const uint16_t *a = l->packed_weights_bf16 + g * dn_packed_a_bf16_values(m, k);
+        const dn_bf16_kernel kernel = (dn_bf16_kernel)net->bf16_pass;
+        const uint16_t *a = l->packed_weights_bf16 + g * dn_packed_a_bf16_values(kernel, m, k);
         if (rows_ldb)
-            dn_gemm_bf16(m, count, k, a, b, 1, rows_ldb, c, ldc, 0);
+            dn_gemm_bf16(kernel, m, count, k, a, b, 1, rows_ldb, c, ldc, 0);
         else
-            dn_gemm_bf16(m, count, k, a, b, (size_t)k, DN_GEMM_NR, c, ldc, 0);
+            dn_gemm_bf16(kernel, m, count, k, a, b, (size_t)k, DN_GEMM_NR, c, ldc, 0);
         return;
     }
     const float *a = l->packed_weights + g * dn_packed_a_floats(m, k);

@@ -20,8 +20,13 @@
 #include <string.h>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define DN_GEMM_X86 1
+#endif
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 #define DN_GEMM_KC 256 /* depth of one pass: a B panel (KC x NR floats, 16 KiB) stays in L1 */
@@ -367,19 +372,29 @@ int dn_gemm_packed_with(const char *kernel_name, int m, int n, int k, const floa
 }
 
 /*
- * bf16 inference GEMM (AVX512-BF16): C (fp32) = A B with A and B rounded to bfloat16 (round to
- * nearest even) and the products summed in fp32 by vdpbf16ps, two depths per instruction.
- *   A: bf16 panels made once per weight change (dn_pack_a_bf16, from the fp32 panels): panel i
- *      holds, for each pair q of depths (2q, 2q + 1), MR pairs (A[row][2q], A[row][2q + 1]);
+ * bf16 inference GEMM: C (fp32) = A B with A and B rounded to bfloat16 (round to nearest even)
+ * and the products summed in fp32. Two kernels, each with its own layout of A (the weights,
+ * packed once per weight change):
+ *   DN_BF16_AVX512 (AVX512-BF16: vdpbf16ps, two depths per instruction): panels of MR rows;
+ *      panel i holds, for each pair q of depths (2q, 2q + 1), MR pairs (A[row][2q], A[row][2q + 1]);
  *      an odd depth's last pair ends in 0. It starts at value i * MR * 2 * ceil(k / 2).
- *   B: fp32, as dn_gemm_packed or dn_gemm_rows take it; each KC x NC block is rounded into a
- *      bf16 block on the calling thread's stack just before the micro-kernels read it, so the
+ *   DN_BF16_AMX (AMX-BF16: one instruction makes a 16 x 16 block of C from 32 depths): tiles of
+ *      DN_AMX_TILE_ROWS rows x DN_AMX_TILE_DEPTHS depths, row after row; tile (i, t) holds rows
+ *      16i.. and depths 32t.. and starts at value (i * ceil(k / 32) + t) * 512. Rows are padded
+ *      with zeros to a multiple of 32 (a kernel call makes two tiles of rows), depths to one of 32.
+ *   B: fp32, as dn_gemm_packed or dn_gemm_rows take it; each depth block of NC columns is
+ *      rounded into a bf16 block on the calling thread's stack just before the kernels read it
+ *      (per depth pair, NC column pairs: what vdpbf16ps reads, and AMX's B tiles too), so the
  *      producers (im2col, the Winograd input transform, 1x1 inputs read in place) stay fp32.
+ * The kernels add in different orders: their results agree to rounding, not bit for bit.
  */
-size_t dn_packed_a_bf16_values(int m, int k)
-{
-    return (size_t)((m + DN_GEMM_MR - 1) / DN_GEMM_MR) * DN_GEMM_MR * 2 * (size_t)((k + 1) / 2);
-}
+#define DN_AMX_TILE_ROWS 16   /* rows of a tile (and of C's tiles) */
+#define DN_AMX_TILE_DEPTHS 32 /* bf16 values in a tile row: 64 bytes */
+#define DN_AMX_TILE_VALUES (DN_AMX_TILE_ROWS * DN_AMX_TILE_DEPTHS)
+#define DN_AMX_BLOCK_ROWS (2 * DN_AMX_TILE_ROWS) /* rows of C one kernel call makes */
+#define DN_AMX_KC 512                            /* depth of one B block (32 KiB of bf16) */
+
+static int round_up(int x, int step) { return (x + step - 1) / step * step; }
 
 static uint16_t round_to_bf16(float x)
 {
@@ -388,22 +403,6 @@ static uint16_t round_to_bf16(float x)
     if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((bits >> 16) | 0x40u); /* NaN stays NaN */
     bits += 0x7FFFu + ((bits >> 16) & 1u);
     return (uint16_t)(bits >> 16);
-}
-
-void dn_pack_a_bf16(const float *packed, int m, int k, uint16_t *out)
-{
-    const int panels = (m + DN_GEMM_MR - 1) / DN_GEMM_MR, pairs = (k + 1) / 2;
-    for (int i = 0; i < panels; ++i) {
-        const float *panel = packed + (size_t)i * DN_GEMM_MR * k;
-        uint16_t *dst = out + (size_t)i * DN_GEMM_MR * 2 * pairs;
-        for (int q = 0; q < pairs; ++q)
-            for (int r = 0; r < DN_GEMM_MR; ++r) {
-                const int p = 2 * q;
-                dst[(size_t)q * DN_GEMM_MR * 2 + 2 * r] = round_to_bf16(panel[(size_t)p * DN_GEMM_MR + r]);
-                dst[(size_t)q * DN_GEMM_MR * 2 + 2 * r + 1] =
-                    p + 1 < k ? round_to_bf16(panel[(size_t)(p + 1) * DN_GEMM_MR + r]) : 0;
-            }
-    }
 }
 
 int dn_cpu_has_bf16(void)
@@ -415,10 +414,79 @@ int dn_cpu_has_bf16(void)
 #endif
 }
 
+/* AMX-TILE and AMX-BF16 (CPUID leaf 7, EDX bits 24 and 22), and Linux's leave to use the tile
+ * data (arch_prctl ARCH_REQ_XCOMP_PERM, Linux 5.16 on; without it the first tile instruction
+ * kills the process). Asking again once granted is harmless: one system call per pass. */
+#define DN_ARCH_REQ_XCOMP_PERM 0x1023
+#define DN_XFEATURE_XTILEDATA 18
+static int amx_usable(void)
+{
+#if defined(DN_GEMM_X86) && defined(__linux__)
+    unsigned eax, ebx, ecx, edx;
+    if (!dn_cpu_has_bf16() || !__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return 0;
+    if (!(edx & (1u << 24)) || !(edx & (1u << 22))) return 0;
+    return syscall(SYS_arch_prctl, DN_ARCH_REQ_XCOMP_PERM, DN_XFEATURE_XTILEDATA) == 0;
+#else
+    return 0;
+#endif
+}
+
+dn_bf16_kernel dn_bf16_best_kernel(void)
+{
+    if (amx_usable()) return DN_BF16_AMX;
+    return dn_cpu_has_bf16() ? DN_BF16_AVX512 : DN_BF16_NONE;
+}
+
+int dn_bf16_kernel_runs(dn_bf16_kernel kernel)
+{
+    if (kernel == DN_BF16_AMX) return amx_usable();
+    return kernel == DN_BF16_AVX512 && dn_cpu_has_bf16();
+}
+
+const char *dn_bf16_kernel_name(dn_bf16_kernel kernel)
+{
+    return kernel == DN_BF16_AMX ? "AMX" : kernel == DN_BF16_AVX512 ? "AVX512-BF16" : NULL;
+}
+
+size_t dn_packed_a_bf16_values(dn_bf16_kernel kernel, int m, int k)
+{
+    if (kernel == DN_BF16_AMX) return (size_t)round_up(m, DN_AMX_BLOCK_ROWS) * (size_t)round_up(k, DN_AMX_TILE_DEPTHS);
+    return (size_t)((m + DN_GEMM_MR - 1) / DN_GEMM_MR) * DN_GEMM_MR * 2 * (size_t)((k + 1) / 2);
+}
+
+/* A[row][p] in bf16, 0 past the matrix (the layouts' padding) */
+static uint16_t a_value(const float *a, int lda, int m, int k, int row, int p)
+{
+    return row < m && p < k ? round_to_bf16(a[(size_t)row * lda + p]) : 0;
+}
+
+void dn_pack_a_bf16(dn_bf16_kernel kernel, const float *a, int lda, int m, int k, uint16_t *out)
+{
+    if (kernel == DN_BF16_AMX) {
+        const int chunks = round_up(k, DN_AMX_TILE_DEPTHS) / DN_AMX_TILE_DEPTHS;
+        for (int row = 0; row < round_up(m, DN_AMX_BLOCK_ROWS); ++row)
+            for (int t = 0; t < chunks; ++t) {
+                uint16_t *dst = out + ((size_t)(row / DN_AMX_TILE_ROWS) * chunks + t) * DN_AMX_TILE_VALUES +
+                                (size_t)(row % DN_AMX_TILE_ROWS) * DN_AMX_TILE_DEPTHS;
+                for (int d = 0; d < DN_AMX_TILE_DEPTHS; ++d) dst[d] = a_value(a, lda, m, k, row, t * DN_AMX_TILE_DEPTHS + d);
+            }
+        return;
+    }
+    const int panels = (m + DN_GEMM_MR - 1) / DN_GEMM_MR, pairs = (k + 1) / 2;
+    for (int i = 0; i < panels; ++i) {
+        uint16_t *dst = out + (size_t)i * DN_GEMM_MR * 2 * pairs;
+        for (int q = 0; q < pairs; ++q)
+            for (int r = 0; r < DN_GEMM_MR; ++r) {
+                dst[(size_t)q * DN_GEMM_MR * 2 + 2 * r] = a_value(a, lda, m, k, i * DN_GEMM_MR + r, 2 * q);
+                dst[(size_t)q * DN_GEMM_MR * 2 + 2 * r + 1] = a_value(a, lda, m, k, i * DN_GEMM_MR + r, 2 * q + 1);
+            }
+    }
+}
+
 #ifdef DN_GEMM_X86
 #define DN_BF16_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,fma")))
+#define DN_AMX_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,fma,amx-tile,amx-bf16")))
 #define DN_BF16_PAIR_VALUES (2 * DN_GEMM_NC) /* bf16 values of one depth pair in a B block */
-
 /* Depths pc .. pc + kc - 1 of B's columns jr .. jr + cols - 1 (cols <= NC; panels as
  * gemm_blocks reads them) into `block`: per depth pair, NC column pairs (depth 2q in the low
  * half); missing columns and depths are 0. */
@@ -520,17 +588,124 @@ DN_BF16_TARGET static void gemm_bf16_blocks(int m, int n, int k, const uint16_t 
         }
     }
 }
+
+/* The tile palette every AMX kernel call uses: tiles 0-3 hold C's 32 x 32 block (rows 0-15 and
+ * 16-31 by columns 0-15 and 16-31: tile 2 * (row half) + column half), 4-5 A's two row tiles, 6-7
+ * B's two column tiles (16 depth pairs x 16 columns). Every tile is 16 rows of 64 bytes. */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t bytes_per_row[16];
+    uint8_t rows[16];
+} dn_tile_config;
+
+DN_AMX_TARGET static void configure_tiles(void)
+{
+    _Alignas(64) dn_tile_config config;
+    memset(&config, 0, sizeof config);
+    config.palette = 1;
+    for (int t = 0; t < 8; ++t) {
+        config.bytes_per_row[t] = 64;
+        config.rows[t] = DN_AMX_TILE_ROWS;
+    }
+    _tile_loadconfig(&config);
+}
+
+/* The compiler does not see the tile instructions touch memory: a fence for its reordering. */
+#define DN_MEMORY_FENCE() __asm__ __volatile__("" ::: "memory")
+
+/* C's rows x cols block at c (rows, cols <= 32) = (load_c ? c : 0) + A B over `steps` * 32 depths:
+ * A's two row tiles of each depth step at a and a + a_row_tile_step, B's at block + step * 16
+ * pairs. A whole 32 x 32 block is read and written in place, a partial one through `scratch`. */
+DN_AMX_TARGET static void kernel_amx(int steps, const uint16_t *a, size_t a_row_tile_step, const uint16_t *block,
+                                     float *c, int ldc, int load_c, int rows, int cols)
+{
+    _Alignas(64) float scratch[DN_AMX_BLOCK_ROWS * DN_GEMM_NC];
+    const int whole = rows == DN_AMX_BLOCK_ROWS && cols == DN_GEMM_NC;
+    float *base = whole ? c : scratch;
+    const int ld = whole ? ldc : DN_GEMM_NC;
+    const long stride = (long)ld * (long)sizeof(float);
+    if (!whole && load_c) {
+        memset(scratch, 0, sizeof scratch);
+        for (int r = 0; r < rows; ++r) memcpy(scratch + r * DN_GEMM_NC, c + (size_t)r * ldc, sizeof(float) * cols);
+    }
+    float *const lower = base + (size_t)DN_AMX_TILE_ROWS * ld;
+    DN_MEMORY_FENCE();
+    if (load_c) {
+        _tile_loadd(0, base, stride);
+        _tile_loadd(1, base + DN_GEMM_NR, stride);
+        _tile_loadd(2, lower, stride);
+        _tile_loadd(3, lower + DN_GEMM_NR, stride);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+    const long b_stride = DN_BF16_PAIR_VALUES * (long)sizeof(uint16_t);
+    for (int s = 0; s < steps; ++s) {
+        const uint16_t *b = block + (size_t)s * DN_AMX_TILE_ROWS * DN_BF16_PAIR_VALUES;
+        _tile_loadd(4, a, 64);
+        _tile_loadd(5, a + a_row_tile_step, 64);
+        _tile_loadd(6, b, b_stride);
+        _tile_loadd(7, b + 2 * DN_GEMM_NR, b_stride);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+        a += DN_AMX_TILE_VALUES;
+    }
+    _tile_stored(0, base, stride);
+    _tile_stored(1, base + DN_GEMM_NR, stride);
+    _tile_stored(2, lower, stride);
+    _tile_stored(3, lower + DN_GEMM_NR, stride);
+    DN_MEMORY_FENCE();
+    if (!whole)
+        for (int r = 0; r < rows; ++r) memcpy(c + (size_t)r * ldc, scratch + r * DN_GEMM_NC, sizeof(float) * cols);
+}
+
+DN_AMX_TARGET static void gemm_amx_blocks(int m, int n, int k, const uint16_t *a, const float *b, size_t column_step,
+                                          int ldb, float *c, int ldc, int accumulate)
+{
+    _Alignas(64) uint16_t block[(DN_AMX_KC / 2) * DN_BF16_PAIR_VALUES];
+    const int chunks = round_up(k, DN_AMX_TILE_DEPTHS) / DN_AMX_TILE_DEPTHS;
+    const size_t row_tile_values = (size_t)chunks * DN_AMX_TILE_VALUES;
+    configure_tiles();
+    for (int pc = 0; pc < k; pc += DN_AMX_KC) {
+        const int kc = k - pc < DN_AMX_KC ? k - pc : DN_AMX_KC, pairs = (kc + 1) / 2;
+        const int steps = (pairs + DN_AMX_TILE_ROWS - 1) / DN_AMX_TILE_ROWS;
+        for (int jr = 0; jr < n; jr += DN_GEMM_NC) {
+            const int cols = n - jr < DN_GEMM_NC ? n - jr : DN_GEMM_NC;
+            round_b_block(b, column_step, ldb, k, pc, kc, jr, cols, block);
+            /* the last step's pairs past the depth: A is 0 there, and so must B be (0 * NaN) */
+            memset(block + (size_t)pairs * DN_BF16_PAIR_VALUES, 0,
+                   sizeof(uint16_t) * (size_t)(steps * DN_AMX_TILE_ROWS - pairs) * DN_BF16_PAIR_VALUES);
+            for (int ir = 0; ir < m; ir += DN_AMX_BLOCK_ROWS) {
+                const uint16_t *ap = a + (size_t)(ir / DN_AMX_TILE_ROWS) * row_tile_values +
+                                     (size_t)(pc / DN_AMX_TILE_DEPTHS) * DN_AMX_TILE_VALUES;
+                const int rows = m - ir < DN_AMX_BLOCK_ROWS ? m - ir : DN_AMX_BLOCK_ROWS;
+                kernel_amx(steps, ap, row_tile_values, block, c + (size_t)ir * ldc + jr, ldc, accumulate || pc > 0,
+                           rows, cols);
+            }
+        }
+    }
+    _tile_release();
+}
 #endif
 
-int dn_gemm_bf16(int m, int n, int k, const uint16_t *a, const float *b, size_t column_step, int ldb, float *c,
-                 int ldc, int accumulate)
+int dn_gemm_bf16(dn_bf16_kernel kernel, int m, int n, int k, const uint16_t *a, const float *b, size_t column_step,
+                 int ldb, float *c, int ldc, int accumulate)
 {
 #ifdef DN_GEMM_X86
-    if (!dn_cpu_has_bf16()) return 0;
-    gemm_bf16_blocks(m, n, k, a, b, column_step, ldb, c, ldc, accumulate);
-    return 1;
-#else
-    (void)m, (void)n, (void)k, (void)a, (void)b, (void)column_step, (void)ldb, (void)c, (void)ldc, (void)accumulate;
-    return 0;
+    if (kernel == DN_BF16_AMX) {
+        gemm_amx_blocks(m, n, k, a, b, column_step, ldb, c, ldc, accumulate);
+        return 1;
+    }
+    if (kernel == DN_BF16_AVX512 && dn_cpu_has_bf16()) {
+        gemm_bf16_blocks(m, n, k, a, b, column_step, ldb, c, ldc, accumulate);
+        return 1;
+    }
 #endif
+    (void)kernel, (void)m, (void)n, (void)k, (void)a, (void)b, (void)column_step, (void)ldb, (void)c, (void)ldc,
+        (void)accumulate;
+    return 0;
 }

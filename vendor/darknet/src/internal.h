@@ -153,8 +153,9 @@ struct dn_layer {
     float *packed_weights;       /* the weights in dn_gemm_packed's panel order (per group), made on
                                   * first use by a layer that runs im2col + GEMM */
     unsigned packed_version;     /* weights_version they were made from */
-    uint16_t *packed_weights_bf16; /* bf16 inference: packed_weights in dn_gemm_bf16's panels */
+    uint16_t *packed_weights_bf16; /* bf16 inference: the weights in dn_gemm_bf16's layout of packed_bf16_kernel */
     unsigned packed_bf16_version;
+    int packed_bf16_kernel;
 
     /* maxpool reuses size, stride, pad (darknet's "padding") */
 
@@ -190,7 +191,7 @@ struct dn_network {
     size_t workspace_size;
     int threads;              /* dn_network_set_threads; 1 by default */
     int precision;            /* dn_network_set_precision: of the inference forward */
-    int bf16_pass;            /* the forward now running is an inference pass in bf16 (set by run_forward) */
+    int bf16_pass; /* the dn_bf16_kernel of the inference pass now running in bf16, else DN_BF16_NONE (set by run_forward) */
     int training_ready;       /* training buffers allocated */
     int train;                /* the current forward runs in training mode */
     int frozen_through;       /* layers 0..frozen_through got no gradient in the last training step
@@ -232,8 +233,9 @@ size_t dn_convolutional_workspace(const dn_layer *l, int threads);
  * path reads (packed panels or Winograd kernels): DN_ERR_MEMORY when that copy cannot be made. */
 dn_status dn_convolutional_prepare(dn_layer *l, int threads);
 /* The bf16 copies of the weights the inference forward reads at DN_PRECISION_BF16 (after
- * dn_convolutional_prepare). Winograd layers have none: they stay fp32 (see there). */
-dn_status dn_convolutional_prepare_bf16(dn_layer *l, int threads);
+ * dn_convolutional_prepare), in the layout of `kernel` (a dn_bf16_kernel). Winograd layers have
+ * none: they stay fp32 (see there). */
+dn_status dn_convolutional_prepare_bf16(dn_layer *l, int threads, int kernel);
 /* onednn.c, the oneDNN build's bf16 inference (stubs elsewhere).
  * dn_onednn_forward: the whole inference forward of n images as oneDNN's graph; *ran is 0 (and
  *   nothing done) where the build has no oneDNN or the network has a layer it cannot express.
@@ -391,15 +393,21 @@ void dn_gemm_packed_add(int m, int n, int k, const float *a, const float *b, flo
 void dn_gemm_rows(int m, int n, int k, const float *a, const float *b, int ldb, float *c, int ldc, float *tail);
 /* "avx2" or "portable": the micro-kernel this CPU runs. */
 const char *dn_gemm_packed_kernel_name(void);
-/* bf16 inference GEMM (AVX512-BF16; see gemm_packed.c): A in bf16 panels (dn_pack_a_bf16 of the
- * fp32 panels, dn_packed_a_bf16_values of them), B fp32 as gemm takes it: packed panels
- * (column_step k, ldb DN_GEMM_NR) or plain rows (column_step 1, ldb the row length). C = A B, or
- * C += A B when accumulate. Returns 0 (and computes nothing) where the CPU lacks AVX512-BF16. */
-size_t dn_packed_a_bf16_values(int m, int k);
-void dn_pack_a_bf16(const float *packed, int m, int k, uint16_t *out);
+/* bf16 inference GEMM (see gemm_packed.c): A in the bf16 layout of `kernel` (dn_pack_a_bf16 of
+ * row-major weights, lda apart; dn_packed_a_bf16_values of them), B fp32 as gemm takes it: packed
+ * panels (column_step k, ldb DN_GEMM_NR) or plain rows (column_step 1, ldb the row length).
+ * C = A B, or C += A B when accumulate. `kernel` must be one dn_bf16_kernel_runs says this CPU runs
+ * (dn_gemm_bf16 returns 0 and computes nothing for DN_BF16_NONE, or AVX512-BF16 where it is missing).
+ * dn_bf16_best_kernel: AMX where the CPU and the OS allow it, else AVX512-BF16, else NONE. */
+typedef enum { DN_BF16_NONE = 0, DN_BF16_AVX512, DN_BF16_AMX } dn_bf16_kernel;
+dn_bf16_kernel dn_bf16_best_kernel(void);
+int dn_bf16_kernel_runs(dn_bf16_kernel kernel);
+const char *dn_bf16_kernel_name(dn_bf16_kernel kernel); /* "AMX", "AVX512-BF16"; NULL for NONE */
+size_t dn_packed_a_bf16_values(dn_bf16_kernel kernel, int m, int k);
+void dn_pack_a_bf16(dn_bf16_kernel kernel, const float *a, int lda, int m, int k, uint16_t *out);
 int dn_cpu_has_bf16(void);
-int dn_gemm_bf16(int m, int n, int k, const uint16_t *a, const float *b, size_t column_step, int ldb, float *c,
-                 int ldc, int accumulate);
+int dn_gemm_bf16(dn_bf16_kernel kernel, int m, int n, int k, const uint16_t *a, const float *b, size_t column_step,
+                 int ldb, float *c, int ldc, int accumulate);
 /* dn_gemm_packed with the micro-kernel of that name, for tests/test_gemm.c; 0 (nothing done) when
  * this CPU or build has no such kernel. */
 int dn_gemm_packed_with(const char *kernel_name, int m, int n, int k, const float *a, const float *b, float *c,

@@ -137,6 +137,8 @@ int dn_precision_supported(int precision)
     return 0;
 }
 
+const char *dn_cpu_bf16_kernel(void) { return dn_bf16_kernel_name(dn_bf16_best_kernel()); }
+
 dn_status dn_network_set_precision(dn_network *net, int precision)
 {
     dn_clear_error();
@@ -296,6 +298,7 @@ static dn_status check_images(const dn_network *net, const void *input, int n)
 static dn_status run_forward(dn_network *net, const float *input, int n, int train)
 {
     const int bf16 = !train && net->precision == DN_PRECISION_BF16; /* training runs in fp32 */
+    const dn_bf16_kernel kernel = bf16 ? dn_bf16_best_kernel() : DN_BF16_NONE;
     dn_onednn_forget_outputs(net);
     if (bf16) { /* the oneDNN build runs it as one graph, where the network allows */
         int ran;
@@ -305,11 +308,11 @@ static dn_status run_forward(dn_network *net, const float *input, int n, int tra
     for (int i = 0; i < net->n; ++i) {
         if (net->layers[i].type != DN_LAYER_CONVOLUTIONAL) continue;
         dn_status st = dn_convolutional_prepare(&net->layers[i], net->threads);
-        if (st == DN_OK && bf16) st = dn_convolutional_prepare_bf16(&net->layers[i], net->threads);
+        if (st == DN_OK && bf16) st = dn_convolutional_prepare_bf16(&net->layers[i], net->threads, kernel);
         if (st != DN_OK) return st;
     }
     net->train = train;
-    net->bf16_pass = bf16;
+    net->bf16_pass = kernel;
     const float *x = input;
     for (int i = 0; i < net->n; ++i) {
         dn_layer *l = &net->layers[i];

@@ -54,23 +54,29 @@ static double worst_error(int m, int n, int k, const float *a, const float *b, c
     return worst;
 }
 
-/* The bf16 GEMM against a double product of the bf16-rounded operands, B packed and as rows,
- * written and accumulated. */
-static void test_bf16(int m, int n, int k, const float *a, const float *b, const float *pa, const float *pb,
-                      float *c)
+/* Each bf16 kernel this CPU runs against a double product of the bf16-rounded operands, B
+ * packed and as rows, written and accumulated. */
+static void test_bf16(int m, int n, int k, const float *a, const float *b, const float *pb, float *c)
 {
-    uint16_t *a16 = malloc(sizeof(uint16_t) * dn_packed_a_bf16_values(m, k));
-    dn_pack_a_bf16(pa, m, k, a16);
-    for (int form = 0; form < 4; ++form) {
-        const int rows_form = form & 1, accumulate = form >> 1;
-        for (int i = 0; i < m * n; ++i) c[i] = accumulate ? 1.0f : NAN;
-        const int ran = rows_form ? dn_gemm_bf16(m, n, k, a16, b, 1, n, c, n, accumulate)
-                                  : dn_gemm_bf16(m, n, k, a16, pb, (size_t)k, DN_GEMM_NR, c, n, accumulate);
-        if (!ran) break; /* no AVX512-BF16 here */
-        check(worst_error(m, n, k, a, b, c, bf16, accumulate ? 1.0 : 0.0) <= 1e-6 * k,
-              rows_form ? "bf16 rows" : "bf16 packed", m, n, k);
+    const dn_bf16_kernel kernels[] = {DN_BF16_AVX512, DN_BF16_AMX};
+    for (size_t kind = 0; kind < sizeof kernels / sizeof kernels[0]; ++kind) {
+        if (!dn_bf16_kernel_runs(kernels[kind])) continue;
+        uint16_t *a16 = malloc(sizeof(uint16_t) * dn_packed_a_bf16_values(kernels[kind], m, k));
+        dn_pack_a_bf16(kernels[kind], a, k, m, k, a16);
+        for (int form = 0; form < 4; ++form) {
+            const int rows_form = form & 1, accumulate = form >> 1;
+            for (int i = 0; i < m * n; ++i) c[i] = accumulate ? 1.0f : NAN;
+            if (rows_form)
+                dn_gemm_bf16(kernels[kind], m, n, k, a16, b, 1, n, c, n, accumulate);
+            else
+                dn_gemm_bf16(kernels[kind], m, n, k, a16, pb, (size_t)k, DN_GEMM_NR, c, n, accumulate);
+            char what[64];
+            snprintf(what, sizeof what, "bf16 %s %s%s", dn_bf16_kernel_name(kernels[kind]),
+                     rows_form ? "rows" : "packed", accumulate ? " accumulated" : "");
+            check(worst_error(m, n, k, a, b, c, bf16, accumulate ? 1.0 : 0.0) <= 1e-6 * k, what, m, n, k);
+        }
+        free(a16);
     }
-    free(a16);
 }
 
 static void test_shape(int m, int n, int k)
@@ -93,7 +99,7 @@ static void test_shape(int m, int n, int k)
     /* the AVX-512 kernels add in the AVX2 kernel's order: the same bits (results do not depend on the CPU) */
     if (dn_gemm_packed_with("avx2", m, n, k, pa, pb, c, n) && dn_gemm_packed_with("avx512", m, n, k, pa, pb, rows, n))
         check(memcmp(c, rows, sizeof(float) * m * n) == 0, "avx512 == avx2", m, n, k);
-    test_bf16(m, n, k, a, b, pa, pb, c);
+    test_bf16(m, n, k, a, b, pb, c);
     /* plain rows of B give the very same sums as packed B (1x1 layers rely on it) */
     dn_gemm_packed(m, n, k, pa, pb, c, n);
     dn_gemm_rows(m, n, k, pa, b, n, rows, n, tail);
@@ -104,9 +110,11 @@ static void test_shape(int m, int n, int k)
 int main(void)
 {
     const int shapes[][3] = {{1, 1, 1},      {6, 16, 8},     {7, 17, 3},  {13, 50, 27},  {125, 33, 300},
-                             {64, 129, 600}, {250, 20, 64},  {12, 48, 5}, {30, 200, 260}};
+                             {64, 129, 600}, {250, 20, 64},  {12, 48, 5}, {30, 200, 260}, {32, 32, 32},
+                             {96, 64, 1100}, {33, 31, 513}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; ++i) test_shape(shapes[i][0], shapes[i][1], shapes[i][2]);
+    const char *bf16_kernel = dn_bf16_kernel_name(dn_bf16_best_kernel());
     printf("test_gemm (%s micro-kernel here, bf16 %s): %d passed, %d failed\n", dn_gemm_packed_kernel_name(),
-           dn_cpu_has_bf16() ? "run" : "not on this CPU", passed, failed);
+           bf16_kernel ? bf16_kernel : "not on this CPU", passed, failed);
     return failed ? 1 : 0;
 }
