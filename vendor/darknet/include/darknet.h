@@ -221,7 +221,8 @@ int dn_precision_supported(int precision);
  * bf16 kernels, Winograd layers in fp32). */
 int dn_onednn_version(void);
 /* The engine's own bf16 GEMM kernel on this CPU: "AMX" (AMX-BF16 tiles) or "AVX512-BF16"
- * (vdpbf16ps), or NULL where the CPU runs no bf16 (Winograd layers stay fp32 with either). A oneDNN build runs it for the layers its graph cannot express. */
+ * (vdpbf16ps), or NULL where the CPU runs no bf16 (Winograd layers stay fp32 with either). A
+ * oneDNN build runs it for the layers its graph cannot express. */
 const char *dn_cpu_bf16_kernel(void);
 
 /*

@@ -244,12 +244,12 @@ dn_status dn_convolutional_prepare(dn_layer *l, int threads)
  * 3x3 layers in fewer operations than bf16 im2col would. Even with AMX, bf16 im2col on those
  * layers was slower than fp32 Winograd (yolov4-tiny 61.8 against 57.4 ms on a 2-core Xeon with
  * AMX): the fp32 im2col and rounding of B, not the products, then take the time. */
-dn_status dn_convolutional_prepare_bf16(dn_layer *l, int threads, int kernel)
+dn_status dn_convolutional_prepare_bf16(dn_layer *l, int threads, dn_bf16_kernel kernel)
 {
     if (dn_winograd_applies(l)) return DN_OK;
     const int m = l->filters / l->groups;
     const int k = (l->c / l->groups) * l->size * l->size;
-    const size_t per_group = dn_packed_a_bf16_values((dn_bf16_kernel)kernel, m, k);
+    const size_t per_group = dn_packed_a_bf16_values(kernel, m, k);
     if (l->packed_weights_bf16 && l->packed_bf16_kernel != kernel) { /* another layout, another size */
         free(l->packed_weights_bf16);
         l->packed_weights_bf16 = NULL;
@@ -265,7 +265,7 @@ dn_status dn_convolutional_prepare_bf16(dn_layer *l, int threads, int kernel)
         const size_t weights_group = l->nweights / (size_t)l->groups;
 #pragma omp parallel for num_threads(threads) schedule(static) if (l->groups > 1)
         for (int g = 0; g < l->groups; ++g)
-            dn_pack_a_bf16((dn_bf16_kernel)kernel, l->weights + g * weights_group, k, m, k,
+            dn_pack_a_bf16(kernel, l->weights + g * weights_group, k, m, k,
                            l->packed_weights_bf16 + g * per_group);
         l->packed_bf16_version = l->weights_version;
     }
@@ -281,7 +281,7 @@ static void weights_times(const dn_layer *l, const struct dn_network *net, int g
     const int m = l->filters / l->groups;
     const int k = (l->c / l->groups) * l->size * l->size;
     if (net->bf16_pass) {
-        const dn_bf16_kernel kernel = (dn_bf16_kernel)net->bf16_pass;
+        const dn_bf16_kernel kernel = net->bf16_pass;
         const uint16_t *a = l->packed_weights_bf16 + g * dn_packed_a_bf16_values(kernel, m, k);
         if (rows_ldb)
             dn_gemm_bf16(kernel, m, count, k, a, b, 1, rows_ldb, c, ldc, 0);

@@ -118,6 +118,9 @@ static inline int dn_mul_within(size_t a, size_t b, size_t limit, size_t *out)
 }
 
 /* ---- layers ---- */
+/* The bf16 GEMM kernels (gemm_packed.c; dn_gemm_bf16 below) */
+typedef enum { DN_BF16_NONE = 0, DN_BF16_AVX512, DN_BF16_AMX } dn_bf16_kernel;
+
 typedef struct dn_layer dn_layer;
 
 struct dn_layer {
@@ -155,7 +158,7 @@ struct dn_layer {
     unsigned packed_version;     /* weights_version they were made from */
     uint16_t *packed_weights_bf16; /* bf16 inference: the weights in dn_gemm_bf16's layout of packed_bf16_kernel */
     unsigned packed_bf16_version;
-    int packed_bf16_kernel;
+    dn_bf16_kernel packed_bf16_kernel;
 
     /* maxpool reuses size, stride, pad (darknet's "padding") */
 
@@ -191,7 +194,7 @@ struct dn_network {
     size_t workspace_size;
     int threads;              /* dn_network_set_threads; 1 by default */
     int precision;            /* dn_network_set_precision: of the inference forward */
-    int bf16_pass; /* the dn_bf16_kernel of the inference pass now running in bf16, else DN_BF16_NONE (set by run_forward) */
+    dn_bf16_kernel bf16_pass; /* the kernel of the inference pass now running in bf16, else DN_BF16_NONE (set by run_forward) */
     int training_ready;       /* training buffers allocated */
     int train;                /* the current forward runs in training mode */
     int frozen_through;       /* layers 0..frozen_through got no gradient in the last training step
@@ -233,9 +236,9 @@ size_t dn_convolutional_workspace(const dn_layer *l, int threads);
  * path reads (packed panels or Winograd kernels): DN_ERR_MEMORY when that copy cannot be made. */
 dn_status dn_convolutional_prepare(dn_layer *l, int threads);
 /* The bf16 copies of the weights the inference forward reads at DN_PRECISION_BF16 (after
- * dn_convolutional_prepare), in the layout of `kernel` (a dn_bf16_kernel). Winograd layers have
+ * dn_convolutional_prepare), in the layout of `kernel`. Winograd layers have
  * none: they stay fp32 (see there). */
-dn_status dn_convolutional_prepare_bf16(dn_layer *l, int threads, int kernel);
+dn_status dn_convolutional_prepare_bf16(dn_layer *l, int threads, dn_bf16_kernel kernel);
 /* onednn.c, the oneDNN build's bf16 inference (stubs elsewhere).
  * dn_onednn_forward: the whole inference forward of n images as oneDNN's graph; *ran is 0 (and
  *   nothing done) where the build has no oneDNN or the network has a layer it cannot express.
@@ -399,7 +402,6 @@ const char *dn_gemm_packed_kernel_name(void);
  * C = A B, or C += A B when accumulate. `kernel` must be one dn_bf16_kernel_runs says this CPU runs
  * (dn_gemm_bf16 returns 0 and computes nothing for DN_BF16_NONE, or AVX512-BF16 where it is missing).
  * dn_bf16_best_kernel: AMX where the CPU and the OS allow it, else AVX512-BF16, else NONE. */
-typedef enum { DN_BF16_NONE = 0, DN_BF16_AVX512, DN_BF16_AMX } dn_bf16_kernel;
 dn_bf16_kernel dn_bf16_best_kernel(void);
 int dn_bf16_kernel_runs(dn_bf16_kernel kernel);
 const char *dn_bf16_kernel_name(dn_bf16_kernel kernel); /* "AMX", "AVX512-BF16"; NULL for NONE */

@@ -298,13 +298,13 @@ static dn_status check_images(const dn_network *net, const void *input, int n)
 static dn_status run_forward(dn_network *net, const float *input, int n, int train)
 {
     const int bf16 = !train && net->precision == DN_PRECISION_BF16; /* training runs in fp32 */
-    const dn_bf16_kernel kernel = bf16 ? dn_bf16_best_kernel() : DN_BF16_NONE;
     dn_onednn_forget_outputs(net);
     if (bf16) { /* the oneDNN build runs it as one graph, where the network allows */
         int ran;
         const dn_status st = dn_onednn_forward(net, input, n, &ran);
         if (st != DN_OK || ran) return st;
     }
+    const dn_bf16_kernel kernel = bf16 ? dn_bf16_best_kernel() : DN_BF16_NONE; /* after oneDNN: a system call */
     for (int i = 0; i < net->n; ++i) {
         if (net->layers[i].type != DN_LAYER_CONVOLUTIONAL) continue;
         dn_status st = dn_convolutional_prepare(&net->layers[i], net->threads);
@@ -327,7 +327,7 @@ static dn_status run_forward(dn_network *net, const float *input, int n, int tra
         x = l->output;
     }
     net->train = 0;
-    net->bf16_pass = 0;
+    net->bf16_pass = DN_BF16_NONE;
     return DN_OK;
 }
 
