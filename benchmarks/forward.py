@@ -1,7 +1,8 @@
 """Forward-pass speed of darknet_py against OpenCV DNN's darknet importer and, on the model
 darknet_py exports to ONNX, ONNX Runtime and OpenVINO (when installed), in one process.
 
-Prints milliseconds per image (median of several runs) at batch 1 and batch 8 and, for each
+Prints milliseconds per image (median of several runs, the runtimes taking turns in each) at
+batch 1 and batch 8 and, for each
 other runtime, the ratio darknet_py / that runtime (above 1 means darknet_py is slower). Where the
 CPU has AVX512-BF16, darknet_py bf16 (Network(precision="bf16"); on oneDNN in a DARKNET_PY_ONEDNN=1
 build) and OpenVINO bf16 run too, the bf16 ratio against OpenVINO bf16. Random weights: speed does not depend on the values. The ONNX
@@ -14,12 +15,14 @@ DARKNET_PY_THREADS, else all).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -29,14 +32,19 @@ from darknet_py import cfg as cfg_builder
 from darknet_py.network import resolve_threads
 
 
-def median_ms(run, repeats: int) -> float:
-    run()  # warm-up: first-touch page faults, BLAS thread start-up
-    times = []
+def interleaved_ms(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """name -> median milliseconds of runs[name](). The runtimes take turns within every repeat,
+    so that the drift of a shared machine (one runtime's own time has moved 2x within the hour)
+    falls on all of them alike instead of on whichever ran during a slow spell."""
+    for run in runs.values():
+        run()  # warm-up: first-touch page faults, thread pools, oneDNN's graph
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def onnx_runtimes(model: Path, bf16: bool) -> dict[str, object]:
@@ -71,28 +79,29 @@ def bench(arch: str, size: int, batches: list[int], repeats: int, workdir: Path)
         net.save_weights(weights)
     model = workdir / f"{arch}.onnx"
     rng = np.random.default_rng(0)
-    blobs = {n: rng.random((n, 3, size, size), dtype=np.float32) for n in batches}
-    times: dict[int, dict[str, float]] = {n: {} for n in batches}
     bf16 = dn.precision_supported("bf16")
-    with dn.Network(cfg, weights, batch=max(batches)) as net:
-        for precision in ("fp32", "bf16") if bf16 else ("fp32",):
-            net.precision = precision
-            for n in batches:
-                name = "darknet_py" + ("" if precision == "fp32" else " bf16")
-                times[n][name] = median_ms(lambda: net.forward(blobs[n]), repeats) / n
-        net.precision = "fp32"
-        net.export_onnx(model, outputs="raw", dynamic_batch=True)
-    cv_net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
-    names = cv_net.getUnconnectedOutLayersNames()
-    for n in batches:
-        def opencv_forward() -> None:
-            cv_net.setInput(blobs[n])
-            cv_net.forward(names)
-
-        times[n]["OpenCV DNN"] = median_ms(opencv_forward, repeats) / n
-    for name, run in onnx_runtimes(model, bf16).items():
+    with contextlib.ExitStack() as stack:
+        nets = {"darknet_py": stack.enter_context(dn.Network(cfg, weights, batch=max(batches)))}
+        if bf16:
+            nets["darknet_py bf16"] = stack.enter_context(
+                dn.Network(cfg, weights, batch=max(batches), precision="bf16"))
+        nets["darknet_py"].export_onnx(model, outputs="raw", dynamic_batch=True)
+        cv_net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+        names = cv_net.getUnconnectedOutLayersNames()
+        others = onnx_runtimes(model, bf16)
+        times: dict[int, dict[str, float]] = {}
         for n in batches:
-            times[n][name] = median_ms(lambda: run(blobs[n]), repeats) / n
+            blob = rng.random((n, 3, size, size), dtype=np.float32)
+
+            def opencv_forward(blob: np.ndarray = blob) -> None:
+                cv_net.setInput(blob)
+                cv_net.forward(names)
+
+            runs: dict[str, Callable[[], object]] = {
+                name: (lambda net=net, blob=blob: net.forward(blob)) for name, net in nets.items()}
+            runs["OpenCV DNN"] = opencv_forward
+            runs.update({name: (lambda run=run, blob=blob: run(blob)) for name, run in others.items()})
+            times[n] = {name: ms / n for name, ms in interleaved_ms(runs, repeats).items()}
     return times
 
 

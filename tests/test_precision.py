@@ -5,6 +5,7 @@ not change: training stays fp32, fp32 stays bit-exact, weight changes reach the 
 from __future__ import annotations
 
 import io
+import re
 from contextlib import redirect_stdout
 
 import numpy as np
@@ -48,6 +49,30 @@ def test_precision_names_and_bad_values(tmp_path):
         with pytest.raises(dn.ShapeError):
             net.precision = "half"
         assert net.precision == "fp32"
+
+
+def cpu_flags() -> set[str]:
+    """The first CPU's flags in /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
+
+
+def test_bf16_backend_names_what_runs():
+    backend = dn.bf16_backend()
+    if ONEDNN:
+        assert re.fullmatch(r"oneDNN \d+\.\d+\.\d+", backend)
+    elif not BF16:
+        assert backend == "darknet_py"
+    elif {"amx_tile", "amx_bf16"} <= cpu_flags():  # Linux lists AMX only where it manages the tile state
+        assert backend == "darknet_py (AMX)"
+    else:
+        assert backend == "darknet_py (AVX512-BF16)"
 
 
 @pytest.mark.skipif(BF16, reason="this CPU runs bf16")

@@ -56,11 +56,14 @@ def precision_supported(precision: str) -> bool:
 def bf16_backend() -> str:
     """What runs precision="bf16": "oneDNN 3.2.0" in a build made with DARKNET_PY_ONEDNN=1 (the
     whole network as one oneDNN graph, every convolution in bf16, values between layers in bf16),
-    else "darknet_py" (the engine's own bf16 kernels; 3x3 stride-1 layers stay fp32)."""
+    else the engine's own bf16 GEMM kernel on this CPU, "darknet_py (AMX)" (AMX-BF16 tiles) or
+    "darknet_py (AVX512-BF16)" (3x3 stride-1 layers stay fp32 with either), or "darknet_py" where
+    the CPU runs no bf16 (precision_supported("bf16") is False)."""
     version = int(lib.dn_onednn_version())
-    if not version:
-        return "darknet_py"
-    return f"oneDNN {version // 10000}.{version // 100 % 100}.{version % 100}"
+    if version:
+        return f"oneDNN {version // 10000}.{version // 100 % 100}.{version % 100}"
+    kernel = lib.dn_cpu_bf16_kernel()
+    return "darknet_py" if kernel == ffi.NULL else f"darknet_py ({ffi.string(kernel).decode()})"
 
 
 def _precision_value(precision: str) -> int:
