@@ -1,8 +1,8 @@
 """Forward-pass speed of darknet_py against OpenCV DNN's darknet importer and, on the model
 darknet_py exports to ONNX, ONNX Runtime and OpenVINO (when installed), in one process.
 
-Prints milliseconds per image (median of several runs, the runtimes taking turns in each) at
-batch 1 and batch 8 and, for each
+Prints milliseconds per image (median of 2 runs in each of several rounds, the runtimes taking
+turns in every round: see interleaved_ms) at batch 1 and batch 8 and, for each
 other runtime, the ratio darknet_py / that runtime (above 1 means darknet_py is slower). Where the
 CPU has AVX512-BF16, darknet_py bf16 (Network(precision="bf16"); on oneDNN in a DARKNET_PY_ONEDNN=1
 build) and OpenVINO bf16 run too, the bf16 ratio against OpenVINO bf16. Random weights: speed does not depend on the values. The ONNX
@@ -10,7 +10,7 @@ model is the `raw` export with a dynamic batch (the same work as the engine's fo
 network up to its [yolo] heads). Every runtime uses all the CPUs it may (darknet_py:
 DARKNET_PY_THREADS, else all).
 
-    python benchmarks/forward.py [--repeats 5] [--arch yolov4-tiny yolov4] [--batch 1 8]
+    python benchmarks/forward.py [--rounds 5] [--arch yolov4-tiny yolov4] [--batch 1 8]
 """
 from __future__ import annotations
 
@@ -32,18 +32,24 @@ from darknet_py import cfg as cfg_builder
 from darknet_py.network import resolve_threads
 
 
-def interleaved_ms(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """name -> median milliseconds of runs[name](). The runtimes take turns within every repeat,
-    so that the drift of a shared machine (one runtime's own time has moved 2x within the hour)
-    falls on all of them alike instead of on whichever ran during a slow spell."""
-    for run in runs.values():
-        run()  # warm-up: first-touch page faults, thread pools, oneDNN's graph
+def interleaved_ms(runs: dict[str, Callable[[], object]], rounds: int, burst: int = 2) -> dict[str, float]:
+    """name -> median milliseconds of runs[name](), over `rounds` rounds in which every runtime
+    takes its turn: one untimed run, then `burst` timed ones back to back.
+
+    Turns spread a shared machine's drift (one runtime's own time has moved 2x within the hour)
+    over all runtimes instead of on whichever ran during a slow spell. The untimed run restores
+    each runtime's steady state: the previous runtime's threads spin-wait for work a while after
+    a run (OpenVINO's, ONNX Runtime's), and would take the cores from a run timed right after
+    them; a pause instead lets threads that sleep (OpenCV's, the engine's) fall asleep, and the
+    runtimes measured 20-30 % apart depending on which of the two was chosen."""
     times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
+    for _ in range(rounds):
         for name, run in runs.items():
-            start = time.perf_counter()
             run()
-            times[name].append((time.perf_counter() - start) * 1000)
+            for _ in range(burst):
+                start = time.perf_counter()
+                run()
+                times[name].append((time.perf_counter() - start) * 1000)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -70,7 +76,7 @@ def onnx_runtimes(model: Path, bf16: bool) -> dict[str, object]:
     return runs
 
 
-def bench(arch: str, size: int, batches: list[int], repeats: int, workdir: Path) -> dict[int, dict[str, float]]:
+def bench(arch: str, size: int, batches: list[int], rounds: int, workdir: Path) -> dict[int, dict[str, float]]:
     """{batch: {runtime: ms per image}}."""
     cfg = workdir / f"{arch}.cfg"
     cfg_builder.write_cfg(cfg, arch, classes=80, width=size, height=size)
@@ -101,7 +107,7 @@ def bench(arch: str, size: int, batches: list[int], repeats: int, workdir: Path)
                 name: (lambda net=net, blob=blob: net.forward(blob)) for name, net in nets.items()}
             runs["OpenCV DNN"] = opencv_forward
             runs.update({name: (lambda run=run, blob=blob: run(blob)) for name, run in others.items()})
-            times[n] = {name: ms / n for name, ms in interleaved_ms(runs, repeats).items()}
+            times[n] = {name: ms / n for name, ms in interleaved_ms(runs, rounds).items()}
     return times
 
 
@@ -133,7 +139,7 @@ def ratio(times: dict[str, float], name: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--arch", nargs="+", default=["yolov4-tiny", "yolov4"])
     parser.add_argument("--size", type=int, default=416)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
@@ -144,7 +150,7 @@ def main() -> None:
     print(f"CPU: {cpu_model()}")
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.arch:
-            for n, times in bench(arch, args.size, args.batch, args.repeats, Path(tmp)).items():
+            for n, times in bench(arch, args.size, args.batch, args.rounds, Path(tmp)).items():
                 print(f"{arch}-{args.size} batch {n}, ms per image: " + "; ".join(
                     f"{name} {ms:.1f}" + ("" if name.startswith("darknet_py") else f" (ratio {ratio(times, name):.2f})")
                     for name, ms in times.items()))
