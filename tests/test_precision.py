@@ -20,6 +20,20 @@ BF16 = dn.precision_supported("bf16")
 needs_bf16 = pytest.mark.skipif(not BF16, reason="this CPU lacks AVX512-BF16")
 #: A build whose bf16 runs on oneDNN (DARKNET_PY_ONEDNN=1): every layer in bf16, Winograd's too.
 ONEDNN = dn.bf16_backend().startswith("oneDNN")
+#: The default build on the AVX512-BF16 kernel: 3x3 stride-1 layers in bf16 without im2col
+#: (vendor/darknet/src/direct_bf16.c), but for those with fewer weights (channels x filters) than
+#: this on Winograd, which stay fp32 (convolutional_layer.c); with AMX all Winograd layers do.
+DIRECT = dn.bf16_backend() == "darknet_py (AVX512-BF16)"
+DIRECT_OVER_WINOGRAD_WEIGHTS = 256 * 512
+#: Shapes for the direct path beside SHAPES': odd channels (a last pair half empty), more than one
+#: chunk of 32 channel pairs, a map 2 wide (as many grid columns outside the image as in it), and
+#: one that would be on Winograd but has too many weights for it.
+DIRECT_SHAPES = [
+    (3, 16, 13, 11, 3, 1, 1, "leaky"),
+    (67, 8, 5, 9, 3, 1, 0, "mish"),
+    (8, 40, 7, 2, 3, 1, 1, "linear"),
+    (512, 256, 12, 12, 3, 1, 1, "leaky"),
+]
 
 
 def bf16(values: np.ndarray) -> np.ndarray:
@@ -30,10 +44,13 @@ def bf16(values: np.ndarray) -> np.ndarray:
 
 
 def runs_winograd(shape: tuple) -> bool:
-    """vendor/darknet/src/winograd.c's rule: 3x3 stride 1, >= 32 channels and filters, >= 9 tiles."""
+    """Whether the default build's bf16 pass leaves the layer on Winograd in fp32: winograd.c's
+    rule (3x3 stride 1, >= 32 channels and filters, >= 9 tiles), and on the AVX512-BF16 kernel
+    fewer weights than DIRECT_OVER_WINOGRAD_WEIGHTS."""
     channels, filters, height, width, size, stride = shape[:6]
     return (size == 3 and stride == 1 and channels >= 32 and filters >= 32
-            and ((height + 3) // 4) * ((width + 3) // 4) >= 9)
+            and ((height + 3) // 4) * ((width + 3) // 4) >= 9
+            and not (DIRECT and channels * filters >= DIRECT_OVER_WINOGRAD_WEIGHTS))
 
 
 def test_precision_names_and_bad_values(tmp_path):
@@ -87,13 +104,13 @@ def test_bf16_is_refused_with_the_reason_where_the_cpu_lacks_it(tmp_path):
 
 
 @needs_bf16
-@pytest.mark.parametrize("shape", [s for s in SHAPES if ONEDNN or not runs_winograd(s)],
+@pytest.mark.parametrize("shape", [s for s in SHAPES + DIRECT_SHAPES if ONEDNN or not runs_winograd(s)],
                          ids=lambda s: "x".join(map(str, s[:6])) + f"-bn{s[6]}-{s[7]}")
 @pytest.mark.parametrize("threads", [1, 2])
-def test_bf16_im2col_paths_equal_float64_on_the_rounded_operands(tmp_path, shape, threads):
-    """im2col tiles, images side by side, stride 2 and 1x1 (the input read in place), and in a
-    oneDNN build every shape: the bf16 result is darknet's formula on bf16-rounded input and
-    weights, to fp32 summation."""
+def test_bf16_paths_equal_float64_on_the_rounded_operands(tmp_path, shape, threads):
+    """im2col tiles, images side by side, stride 2 and 1x1 (the input read in place), 3x3
+    stride-1 layers without im2col on the AVX512-BF16 kernel, and in a oneDNN build every shape:
+    the bf16 result is darknet's formula on bf16-rounded input and weights, to fp32 summation."""
     channels, filters, height, width, size, stride, batch_normalize, activation = shape
     cfg = write_conv_cfg(tmp_path / "conv.cfg", *shape)
     rng = np.random.default_rng(7)

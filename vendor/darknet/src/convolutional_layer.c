@@ -195,8 +195,10 @@ size_t dn_convolutional_workspace(const dn_layer *l, int threads)
     if (chunk_images(l) > 1 && (size_t)threads * merged_tile_floats(l) > tiles)
         tiles = (size_t)threads * merged_tile_floats(l);
     const size_t winograd = dn_winograd_workspace(l, threads);
-    const size_t most = whole > tiles ? whole : tiles;
-    return most > winograd ? most : winograd;
+    const size_t direct = dn_direct_bf16_applies(l) && dn_cpu_has_bf16() ? dn_direct_bf16_workspace(l, threads) : 0;
+    size_t most = whole > tiles ? whole : tiles;
+    if (winograd > most) most = winograd;
+    return direct > most ? direct : most;
 }
 
 void dn_convolutional_affine(const dn_layer *l, int f, float *mul, float *add)
@@ -237,7 +239,26 @@ dn_status dn_convolutional_prepare(dn_layer *l, int threads)
     return DN_OK;
 }
 
-/* bf16 inference runs the im2col and 1x1 paths with bf16 operands. Winograd layers keep fp32:
+/* The weights (channels x filters) from which a 3x3 layer's bf16 pass leaves fp32 Winograd for
+ * direct_bf16.c: Winograd's transformed kernels (36 floats per pair, 18 MiB here) no longer stay
+ * in cache, and it fell to 350-560 GFLOP/s where the direct path kept 520-700 (2-core Zen 5):
+ * 512x512 on 13x13 2.14 against 1.49 ms, on 52x52 30.6 against 19.1, 256x512 on 26x26 2.86
+ * against 2.26 (batch 8: 21.6 against 19.4). Below it Winograd was the faster: 256x256 on 26x26
+ * 0.88 against 1.42 ms, 128x256 on 52x52 1.67 against 2.27; 384x256 on 26x26 went either way
+ * (2.77 against 2.28 ms at batch 1, 14.9 against 18.5 at batch 8). */
+#define DN_DIRECT_OVER_WINOGRAD_WEIGHTS (256 * 512)
+
+/* Whether the bf16 pass on `kernel` runs layer l on direct_bf16.c's path: 3x3 stride-1 layers on
+ * the AVX512-BF16 kernel, but for those Winograd does faster in fp32. It depends on the layer's
+ * shape only, so an image's result does not depend on the batch. */
+static int runs_direct_bf16(const dn_layer *l, dn_bf16_kernel kernel)
+{
+    if (kernel != DN_BF16_AVX512 || !dn_direct_bf16_applies(l)) return 0;
+    return !dn_winograd_applies(l) || (long)l->c * l->filters >= DN_DIRECT_OVER_WINOGRAD_WEIGHTS;
+}
+
+/* bf16 inference runs the im2col and 1x1 paths with bf16 operands, and on the AVX512-BF16 kernel
+ * 3x3 stride-1 layers on direct_bf16.c's path. Winograd layers otherwise keep fp32:
  * F(4x4, 3x3)'s output transform (coefficients up to 8 per side, cancelling) magnifies the
  * rounding of the transformed tiles and kernels about twentyfold, so that in bf16 single outputs
  * of a random 32-channel layer were 20 % off (0.1 % for bf16 im2col); and fp32 Winograd does the
@@ -246,10 +267,11 @@ dn_status dn_convolutional_prepare(dn_layer *l, int threads)
  * AMX): the fp32 im2col and rounding of B, not the products, then take the time. */
 dn_status dn_convolutional_prepare_bf16(dn_layer *l, int threads, dn_bf16_kernel kernel)
 {
-    if (dn_winograd_applies(l)) return DN_OK;
+    const int direct = runs_direct_bf16(l, kernel);
+    if (!direct && dn_winograd_applies(l)) return DN_OK;
     const int m = l->filters / l->groups;
     const int k = (l->c / l->groups) * l->size * l->size;
-    const size_t per_group = dn_packed_a_bf16_values(kernel, m, k);
+    const size_t per_group = direct ? dn_direct_bf16_weight_values(l) : dn_packed_a_bf16_values(kernel, m, k);
     if (l->packed_weights_bf16 && l->packed_bf16_kernel != kernel) { /* another layout, another size */
         free(l->packed_weights_bf16);
         l->packed_weights_bf16 = NULL;
@@ -263,10 +285,14 @@ dn_status dn_convolutional_prepare_bf16(dn_layer *l, int threads, dn_bf16_kernel
     }
     if (l->packed_bf16_version != l->weights_version) {
         const size_t weights_group = l->nweights / (size_t)l->groups;
+        if (direct) {
+            dn_direct_bf16_pack(l, l->packed_weights_bf16);
+        } else {
 #pragma omp parallel for num_threads(threads) schedule(static) if (l->groups > 1)
-        for (int g = 0; g < l->groups; ++g)
-            dn_pack_a_bf16(kernel, l->weights + g * weights_group, k, m, k,
-                           l->packed_weights_bf16 + g * per_group);
+            for (int g = 0; g < l->groups; ++g)
+                dn_pack_a_bf16(kernel, l->weights + g * weights_group, k, m, k,
+                               l->packed_weights_bf16 + g * per_group);
+        }
         l->packed_bf16_version = l->weights_version;
     }
     return DN_OK;
@@ -299,7 +325,7 @@ static void weights_times(const dn_layer *l, const struct dn_network *net, int g
 /* The forward's epilogue for `count` values of filter f at output offset `at` (image, filter,
  * position): bias or inference batch norm applied to `from` into the output (from may be the
  * output itself), kept in act_input when training, activated. */
-static void finish_outputs(dn_layer *l, const struct dn_network *net, int f, size_t at, const float *from, int count)
+void dn_convolutional_finish(dn_layer *l, const struct dn_network *net, int f, size_t at, const float *from, int count)
 {
     float *row = l->output + at;
     float mul, add;
@@ -326,7 +352,7 @@ static void scatter_merged(dn_layer *l, struct dn_network *net, int g, const flo
             if (batch_norm_train) /* normalize_batch needs the whole batch's statistics */
                 memcpy(l->output + at, from, sizeof(float) * piece);
             else
-                finish_outputs(l, net, f, at, from, piece);
+                dn_convolutional_finish(l, net, f, at, from, piece);
         }
         p += piece;
     }
@@ -364,6 +390,10 @@ void dn_convolutional_forward(dn_layer *l, struct dn_network *net, const float *
     const int tiles = (spatial + cols - 1) / cols;
     const long tasks = (long)n * l->groups * tiles;
     const int batch_norm_train = l->batch_normalize && net->train;
+    if (runs_direct_bf16(l, net->bf16_pass)) {
+        dn_direct_bf16_forward(l, net, input, n);
+        return;
+    }
     if (dn_winograd_applies(l)) {
         dn_winograd_forward(l, net, input, n, batch_norm_train);
         if (batch_norm_train) normalize_batch(l, n, threads);
@@ -393,7 +423,7 @@ void dn_convolutional_forward(dn_layer *l, struct dn_network *net, const float *
         if (batch_norm_train) continue; /* normalize_batch needs the whole batch's statistics */
         for (int j = 0; j < m; ++j) {
             const size_t at = (size_t)b * l->outputs + (size_t)(g * m + j) * spatial + first;
-            finish_outputs(l, net, g * m + j, at, l->output + at, count);
+            dn_convolutional_finish(l, net, g * m + j, at, l->output + at, count);
         }
     }
     if (batch_norm_train) normalize_batch(l, n, threads);

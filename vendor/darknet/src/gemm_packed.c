@@ -387,12 +387,20 @@ int dn_gemm_packed_with(const char *kernel_name, int m, int n, int k, const floa
  *      (per depth pair, NC column pairs: what vdpbf16ps reads, and AMX's B tiles too), so the
  *      producers (im2col, the Winograd input transform, 1x1 inputs read in place) stay fp32.
  * The kernels add in different orders: their results agree to rounding, not bit for bit.
+ *
+ * dn_gemm_bf16_taps (AVX512-BF16; convolutions without im2col): B is bf16 pairs already, read in
+ * place at a shifted offset per kernel tap (dn_bf16_pair_planes makes them); A
+ * (dn_pack_taps_bf16): per panel of MR rows, per chunk of DN_TAPS_CHUNK_PAIRS channel pairs, per
+ * tap, per pair, the MR rows' two values (channels 2q, 2q + 1; 0 past the channels and rows).
  */
 #define DN_AMX_TILE_ROWS 16   /* rows of a tile (and of C's tiles) */
 #define DN_AMX_TILE_DEPTHS 32 /* bf16 values in a tile row: 64 bytes */
 #define DN_AMX_TILE_VALUES (DN_AMX_TILE_ROWS * DN_AMX_TILE_DEPTHS)
 #define DN_AMX_BLOCK_ROWS (2 * DN_AMX_TILE_ROWS) /* rows of C one kernel call makes */
 #define DN_AMX_KC 512                            /* depth of one B block (32 KiB of bf16) */
+/* Channel pairs of one depth chunk of dn_gemm_bf16_taps: the B it reads for a block of NC
+ * columns (3x3 taps: 3 rows of NC + 2 pairs per channel pair, 13 KiB) stays in L1. */
+#define DN_TAPS_CHUNK_PAIRS 32
 
 static int round_up(int x, int step) { return (x + step - 1) / step * step; }
 
@@ -483,6 +491,27 @@ void dn_pack_a_bf16(dn_bf16_kernel kernel, const float *a, int lda, int m, int k
     }
 }
 
+size_t dn_packed_taps_bf16_values(int m, int taps, int pairs)
+{
+    return (size_t)((m + DN_GEMM_MR - 1) / DN_GEMM_MR) * DN_GEMM_MR * 2 * (size_t)taps * pairs;
+}
+
+void dn_pack_taps_bf16(const float *w, int m, int channels, int taps, uint16_t *out)
+{
+    const int pairs = (channels + 1) / 2, k = channels * taps, panels = (m + DN_GEMM_MR - 1) / DN_GEMM_MR;
+    for (int i = 0; i < panels; ++i)
+        for (int q0 = 0; q0 < pairs; q0 += DN_TAPS_CHUNK_PAIRS) {
+            const int qc = pairs - q0 < DN_TAPS_CHUNK_PAIRS ? pairs - q0 : DN_TAPS_CHUNK_PAIRS;
+            for (int t = 0; t < taps; ++t)
+                for (int q = q0; q < q0 + qc; ++q)
+                    for (int r = 0; r < DN_GEMM_MR; ++r) {
+                        const int row = i * DN_GEMM_MR + r, even = 2 * q, odd = 2 * q + 1;
+                        *out++ = even < channels ? a_value(w, k, m, k, row, even * taps + t) : 0;
+                        *out++ = odd < channels ? a_value(w, k, m, k, row, odd * taps + t) : 0;
+                    }
+        }
+}
+
 #ifdef DN_GEMM_X86
 #define DN_BF16_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,fma")))
 #define DN_AMX_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,fma,amx-tile,amx-bf16")))
@@ -521,48 +550,54 @@ DN_BF16_TARGET static inline __m512bh broadcast_pair(const uint16_t *a, int r)
 }
 
 /* The 6 x cols block of C (cols <= NC: one B panel's half of the block, or both) from `pairs`
- * depth pairs. */
-DN_BF16_TARGET static void kernel_bf16(int pairs, const uint16_t *restrict a, const uint16_t *restrict b,
-                                       float *restrict c, int ldc, int accumulate, int rows, int cols)
+ * depth pairs under each of `taps` taps. Pair q of tap t of B is the NC 32-bit column pairs at
+ * b + offsets[t] + q * b_step (in uint32 units: a rounded block has taps 1, offset 0, step NC);
+ * A's pairs follow one another over the taps. */
+DN_BF16_TARGET static void kernel_bf16(int taps, const long *offsets, int pairs, const uint16_t *restrict a,
+                                       const uint32_t *b, size_t b_step, float *restrict c, int ldc,
+                                       int accumulate, int rows, int cols)
 {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    if (cols > DN_GEMM_NR) {
-        for (int q = 0; q < pairs; ++q) {
-            const __m512bh b0 = (__m512bh)_mm512_load_si512((const void *)b);
-            const __m512bh b1 = (__m512bh)_mm512_load_si512((const void *)(b + 2 * DN_GEMM_NR));
-            __m512bh av = broadcast_pair(a, 0);
-            c00 = _mm512_dpbf16_ps(c00, av, b0);
-            c01 = _mm512_dpbf16_ps(c01, av, b1);
-            av = broadcast_pair(a, 1);
-            c10 = _mm512_dpbf16_ps(c10, av, b0);
-            c11 = _mm512_dpbf16_ps(c11, av, b1);
-            av = broadcast_pair(a, 2);
-            c20 = _mm512_dpbf16_ps(c20, av, b0);
-            c21 = _mm512_dpbf16_ps(c21, av, b1);
-            av = broadcast_pair(a, 3);
-            c30 = _mm512_dpbf16_ps(c30, av, b0);
-            c31 = _mm512_dpbf16_ps(c31, av, b1);
-            av = broadcast_pair(a, 4);
-            c40 = _mm512_dpbf16_ps(c40, av, b0);
-            c41 = _mm512_dpbf16_ps(c41, av, b1);
-            av = broadcast_pair(a, 5);
-            c50 = _mm512_dpbf16_ps(c50, av, b0);
-            c51 = _mm512_dpbf16_ps(c51, av, b1);
-            a += 2 * DN_GEMM_MR;
-            b += DN_BF16_PAIR_VALUES;
-        }
-    } else {
-        for (int q = 0; q < pairs; ++q) {
-            const __m512bh b0 = (__m512bh)_mm512_load_si512((const void *)b);
-            c00 = _mm512_dpbf16_ps(c00, broadcast_pair(a, 0), b0);
-            c10 = _mm512_dpbf16_ps(c10, broadcast_pair(a, 1), b0);
-            c20 = _mm512_dpbf16_ps(c20, broadcast_pair(a, 2), b0);
-            c30 = _mm512_dpbf16_ps(c30, broadcast_pair(a, 3), b0);
-            c40 = _mm512_dpbf16_ps(c40, broadcast_pair(a, 4), b0);
-            c50 = _mm512_dpbf16_ps(c50, broadcast_pair(a, 5), b0);
-            a += 2 * DN_GEMM_MR;
-            b += DN_BF16_PAIR_VALUES;
+    for (int t = 0; t < taps; ++t) {
+        const uint32_t *bq = b + offsets[t];
+        if (cols > DN_GEMM_NR) {
+            for (int q = 0; q < pairs; ++q) {
+                const __m512bh b0 = (__m512bh)_mm512_loadu_si512((const void *)bq);
+                const __m512bh b1 = (__m512bh)_mm512_loadu_si512((const void *)(bq + DN_GEMM_NR));
+                __m512bh av = broadcast_pair(a, 0);
+                c00 = _mm512_dpbf16_ps(c00, av, b0);
+                c01 = _mm512_dpbf16_ps(c01, av, b1);
+                av = broadcast_pair(a, 1);
+                c10 = _mm512_dpbf16_ps(c10, av, b0);
+                c11 = _mm512_dpbf16_ps(c11, av, b1);
+                av = broadcast_pair(a, 2);
+                c20 = _mm512_dpbf16_ps(c20, av, b0);
+                c21 = _mm512_dpbf16_ps(c21, av, b1);
+                av = broadcast_pair(a, 3);
+                c30 = _mm512_dpbf16_ps(c30, av, b0);
+                c31 = _mm512_dpbf16_ps(c31, av, b1);
+                av = broadcast_pair(a, 4);
+                c40 = _mm512_dpbf16_ps(c40, av, b0);
+                c41 = _mm512_dpbf16_ps(c41, av, b1);
+                av = broadcast_pair(a, 5);
+                c50 = _mm512_dpbf16_ps(c50, av, b0);
+                c51 = _mm512_dpbf16_ps(c51, av, b1);
+                a += 2 * DN_GEMM_MR;
+                bq += b_step;
+            }
+        } else {
+            for (int q = 0; q < pairs; ++q) {
+                const __m512bh b0 = (__m512bh)_mm512_loadu_si512((const void *)bq);
+                c00 = _mm512_dpbf16_ps(c00, broadcast_pair(a, 0), b0);
+                c10 = _mm512_dpbf16_ps(c10, broadcast_pair(a, 1), b0);
+                c20 = _mm512_dpbf16_ps(c20, broadcast_pair(a, 2), b0);
+                c30 = _mm512_dpbf16_ps(c30, broadcast_pair(a, 3), b0);
+                c40 = _mm512_dpbf16_ps(c40, broadcast_pair(a, 4), b0);
+                c50 = _mm512_dpbf16_ps(c50, broadcast_pair(a, 5), b0);
+                a += 2 * DN_GEMM_MR;
+                bq += b_step;
+            }
         }
     }
     const __m512 acc[DN_GEMM_MR * 2] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
@@ -575,6 +610,7 @@ DN_BF16_TARGET static void gemm_bf16_blocks(int m, int n, int k, const uint16_t 
 {
     _Alignas(64) uint16_t block[(DN_GEMM_KC / 2) * DN_BF16_PAIR_VALUES];
     const size_t panel_values = (size_t)DN_GEMM_MR * 2 * ((k + 1) / 2);
+    static const long no_offset = 0;
     for (int pc = 0; pc < k; pc += DN_GEMM_KC) {
         const int kc = k - pc < DN_GEMM_KC ? k - pc : DN_GEMM_KC, pairs = (kc + 1) / 2;
         for (int jr = 0; jr < n; jr += DN_GEMM_NC) {
@@ -583,7 +619,40 @@ DN_BF16_TARGET static void gemm_bf16_blocks(int m, int n, int k, const uint16_t 
             for (int ir = 0; ir < m; ir += DN_GEMM_MR) {
                 const uint16_t *ap = a + (size_t)(ir / DN_GEMM_MR) * panel_values + (size_t)pc * DN_GEMM_MR;
                 const int rows = m - ir < DN_GEMM_MR ? m - ir : DN_GEMM_MR;
-                kernel_bf16(pairs, ap, block, c + (size_t)ir * ldc + jr, ldc, accumulate || pc > 0, rows, cols);
+                kernel_bf16(1, &no_offset, pairs, ap, (const uint32_t *)block, DN_GEMM_NC, c + (size_t)ir * ldc + jr,
+                            ldc, accumulate || pc > 0, rows, cols);
+            }
+        }
+    }
+}
+
+/* Channels 2q and 2q + 1 of one image row (fp32, `count` values) as bf16 pairs (2q in the low
+ * half; `odd` NULL for a missing last channel). */
+DN_BF16_TARGET static void pair_row(const float *even, const float *odd, int count, uint32_t *out)
+{
+    for (int x = 0; x < count; x += DN_GEMM_NR) {
+        const int left = count - x;
+        const __mmask16 mask = left >= DN_GEMM_NR ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+        const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, even + x)));
+        const __m512 high = odd ? _mm512_maskz_loadu_ps(mask, odd + x) : _mm512_setzero_ps();
+        const __m512i hi = _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(high)), 16);
+        _mm512_mask_storeu_epi32(out + x, mask, _mm512_or_si512(lo, hi));
+    }
+}
+
+DN_BF16_TARGET static void gemm_bf16_taps(int m, int n, int taps, const long *offsets, int pairs, const uint16_t *a,
+                                          const uint32_t *b, size_t b_step, float *c, int ldc)
+{
+    const size_t panel_values = (size_t)DN_GEMM_MR * 2 * taps * pairs;
+    for (int q0 = 0; q0 < pairs; q0 += DN_TAPS_CHUNK_PAIRS) {
+        const int qc = pairs - q0 < DN_TAPS_CHUNK_PAIRS ? pairs - q0 : DN_TAPS_CHUNK_PAIRS;
+        for (int jr = 0; jr < n; jr += DN_GEMM_NC) {
+            const int cols = n - jr < DN_GEMM_NC ? n - jr : DN_GEMM_NC;
+            for (int ir = 0; ir < m; ir += DN_GEMM_MR) {
+                const uint16_t *ap = a + (size_t)(ir / DN_GEMM_MR) * panel_values + (size_t)q0 * taps * 2 * DN_GEMM_MR;
+                const int rows = m - ir < DN_GEMM_MR ? m - ir : DN_GEMM_MR;
+                kernel_bf16(taps, offsets, qc, ap, b + (size_t)q0 * b_step + jr, b_step, c + (size_t)ir * ldc + jr,
+                            ldc, q0 > 0, rows, cols);
             }
         }
     }
@@ -708,4 +777,42 @@ int dn_gemm_bf16(dn_bf16_kernel kernel, int m, int n, int k, const uint16_t *a, 
     (void)kernel, (void)m, (void)n, (void)k, (void)a, (void)b, (void)column_step, (void)ldb, (void)c, (void)ldc,
         (void)accumulate;
     return 0;
+}
+
+int dn_bf16_pair_planes(const float *im, int channels, int height, int width, int pad, size_t plane_step, int pair,
+                        uint32_t *out)
+{
+#ifdef DN_GEMM_X86
+    if (!dn_cpu_has_bf16()) return 0;
+    const int wide = width + 2 * pad;
+    const float *even = im + (size_t)2 * pair * height * width;
+    const float *odd = 2 * pair + 1 < channels ? even + (size_t)height * width : NULL;
+    uint32_t *plane = out + (size_t)pair * plane_step;
+    memset(plane, 0, sizeof(uint32_t) * ((size_t)pad * wide + pad));
+    for (int y = 0; y < height; ++y) {
+        uint32_t *row = plane + (size_t)(y + pad) * wide + pad;
+        pair_row(even + (size_t)y * width, odd ? odd + (size_t)y * width : NULL, width, row);
+        /* this row's right border and the next row's left one */
+        memset(row + width, 0, sizeof(uint32_t) * 2 * (size_t)pad);
+    }
+    const size_t written = (size_t)(height + pad) * wide + pad;
+    memset(plane + written, 0, sizeof(uint32_t) * (plane_step - written));
+    return 1;
+#else
+    (void)im, (void)channels, (void)height, (void)width, (void)pad, (void)plane_step, (void)pair, (void)out;
+    return 0;
+#endif
+}
+
+int dn_gemm_bf16_taps(int m, int n, int taps, const long *offsets, int pairs, const uint16_t *a, const uint32_t *b,
+                      size_t b_step, float *c, int ldc)
+{
+#ifdef DN_GEMM_X86
+    if (!dn_cpu_has_bf16()) return 0;
+    gemm_bf16_taps(m, n, taps, offsets, pairs, a, b, b_step, c, ldc);
+    return 1;
+#else
+    (void)m, (void)n, (void)taps, (void)offsets, (void)pairs, (void)a, (void)b, (void)b_step, (void)c, (void)ldc;
+    return 0;
+#endif
 }

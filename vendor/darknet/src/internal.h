@@ -290,6 +290,19 @@ void dn_yolo_deltas(dn_layer *l, const struct dn_network *net, const float *trut
 /* The multiply-add of inference batch norm (or of the bias alone) for filter f. */
 void dn_convolutional_affine(const dn_layer *l, int f, float *mul, float *add);
 
+/* direct_bf16.c: bf16 inference of 3x3 stride-1 pad-1 ungrouped convolutions on the AVX512-BF16
+ * kernel, without im2col. The weights (dn_direct_bf16_weight_values of them) are packed by
+ * dn_direct_bf16_pack; the forward of n images needs dn_direct_bf16_workspace floats. */
+int dn_direct_bf16_applies(const dn_layer *l);
+size_t dn_direct_bf16_workspace(const dn_layer *l, int threads);
+size_t dn_direct_bf16_weight_values(const dn_layer *l);
+void dn_direct_bf16_pack(const dn_layer *l, uint16_t *out);
+void dn_direct_bf16_forward(dn_layer *l, struct dn_network *net, const float *input, int n);
+/* The inference forward's epilogue (bias or batch norm, activation) for `count` values of filter f
+ * at output offset `at`, from `from` (which may be the output itself). */
+void dn_convolutional_finish(dn_layer *l, const struct dn_network *net, int f, size_t at, const float *from,
+                             int count);
+
 /* winograd.c: F(4x4, 3x3) for 3x3 stride-1 pad-1 convolutions with enough channels and tiles. */
 int dn_winograd_applies(const dn_layer *l);
 size_t dn_winograd_workspace(const dn_layer *l, int threads);
@@ -410,6 +423,22 @@ void dn_pack_a_bf16(dn_bf16_kernel kernel, const float *a, int lda, int m, int k
 int dn_cpu_has_bf16(void);
 int dn_gemm_bf16(dn_bf16_kernel kernel, int m, int n, int k, const uint16_t *a, const float *b, size_t column_step,
                  int ldb, float *c, int ldc, int accumulate);
+/* Convolutions with bf16 pairs read in place (AVX512-BF16), see gemm_packed.c:
+ * dn_pack_taps_bf16: w holds m rows of channels x taps weights (darknet's [filter][channel][tap])
+ *   into dn_packed_taps_bf16_values(m, taps, ceil(channels / 2)) values.
+ * dn_bf16_pair_planes: pair `pair` of channels 2 pair, 2 pair + 1 of im (channels x height x width,
+ *   fp32) as one plane of 32-bit bf16 pairs at out + pair * plane_step: the image at
+ *   (y + pad) * (width + 2 pad) + x + pad, zeros around it and up to plane_step.
+ * dn_gemm_bf16_taps: C (m x n, ldc) = sum over taps t and pairs q of A times the pairs at
+ *   b + offsets[t] + q * b_step + column (uint32 units). Columns are read up to NC - 1 past n
+ *   (their results are not stored), so the planes need that much beyond the last one read.
+ * Both return 0 (and do nothing) where the CPU lacks AVX512-BF16. */
+size_t dn_packed_taps_bf16_values(int m, int taps, int pairs);
+void dn_pack_taps_bf16(const float *w, int m, int channels, int taps, uint16_t *out);
+int dn_bf16_pair_planes(const float *im, int channels, int height, int width, int pad, size_t plane_step, int pair,
+                        uint32_t *out);
+int dn_gemm_bf16_taps(int m, int n, int taps, const long *offsets, int pairs, const uint16_t *a, const uint32_t *b,
+                      size_t b_step, float *c, int ldc);
 /* dn_gemm_packed with the micro-kernel of that name, for tests/test_gemm.c; 0 (nothing done) when
  * this CPU or build has no such kernel. */
 int dn_gemm_packed_with(const char *kernel_name, int m, int n, int k, const float *a, const float *b, float *c,
