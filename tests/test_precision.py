@@ -26,13 +26,18 @@ ONEDNN = dn.bf16_backend().startswith("oneDNN")
 DIRECT = dn.bf16_backend() == "darknet_py (AVX512-BF16)"
 DIRECT_OVER_WINOGRAD_WEIGHTS = 256 * 512
 #: Shapes for the direct path beside SHAPES': odd channels (a last pair half empty), more than one
-#: chunk of 32 channel pairs, a map 2 wide (as many grid columns outside the image as in it), and
-#: one that would be on Winograd but has too many weights for it.
+#: chunk of 32 channel pairs, a map 2 wide (as many grid columns outside the image as in it), one
+#: that would be on Winograd but has too many weights for it; at stride 2 (the input's four
+#: phases) even and odd sides, a single row, a single column.
 DIRECT_SHAPES = [
     (3, 16, 13, 11, 3, 1, 1, "leaky"),
     (67, 8, 5, 9, 3, 1, 0, "mish"),
     (8, 40, 7, 2, 3, 1, 1, "linear"),
     (512, 256, 12, 12, 3, 1, 1, "leaky"),
+    (3, 16, 16, 13, 3, 2, 1, "leaky"),
+    (67, 24, 9, 34, 3, 2, 0, "mish"),
+    (8, 8, 1, 7, 3, 2, 1, "linear"),
+    (5, 8, 6, 1, 3, 2, 0, "relu"),
 ]
 
 

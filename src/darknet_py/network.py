@@ -57,7 +57,8 @@ def bf16_backend() -> str:
     """What runs precision="bf16": "oneDNN 3.2.0" in a build made with DARKNET_PY_ONEDNN=1 (the
     whole network as one oneDNN graph, every convolution in bf16, values between layers in bf16),
     else the engine's own bf16 GEMM kernel on this CPU, "darknet_py (AMX)" (AMX-BF16 tiles) or
-    "darknet_py (AVX512-BF16)" (3x3 stride-1 layers stay fp32 with either), or "darknet_py" where
+    "darknet_py (AVX512-BF16)" (3x3 stride-1 layers on Winograd stay fp32, on AVX512-BF16 all
+    but the widest: see Network), or "darknet_py" where
     the CPU runs no bf16 (precision_supported("bf16") is False)."""
     version = int(lib.dn_onednn_version())
     if version:
@@ -254,11 +255,12 @@ class Network:
 
     `precision`: of the inference forward (forward, detect, evaluate) on the CPU. "fp32", or
     "bf16": the convolutions round their weights and inputs to bfloat16 and sum the products in
-    fp32, as OpenVINO's bf16 does. In the default build 3x3 stride-1 layers (on Winograd, whose
-    transforms would magnify the rounding) stay fp32; a oneDNN build (bf16_backend() says) runs
-    every layer on oneDNN, in bf16 between layers too. It needs a CPU with AVX512-BF16
-    (precision_supported("bf16") says; elsewhere StateError) and the CPU, not a GPU. Training
-    steps always run in fp32.
+    fp32, as OpenVINO's bf16 does. In the default build the 3x3 stride-1 layers on Winograd
+    (whose transforms would magnify the rounding) stay fp32, except on the AVX512-BF16 kernel
+    those with at least 256x512 weights (run in bf16 without im2col); a oneDNN build
+    (bf16_backend() says) runs every layer on oneDNN, in bf16 between layers too. It needs a CPU
+    with AVX512-BF16 (precision_supported("bf16") says; elsewhere StateError) and the CPU, not a
+    GPU. Training steps always run in fp32.
     """
 
     def __init__(

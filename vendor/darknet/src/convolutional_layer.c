@@ -248,9 +248,9 @@ dn_status dn_convolutional_prepare(dn_layer *l, int threads)
  * (2.77 against 2.28 ms at batch 1, 14.9 against 18.5 at batch 8). */
 #define DN_DIRECT_OVER_WINOGRAD_WEIGHTS (256 * 512)
 
-/* Whether the bf16 pass on `kernel` runs layer l on direct_bf16.c's path: 3x3 stride-1 layers on
- * the AVX512-BF16 kernel, but for those Winograd does faster in fp32. It depends on the layer's
- * shape only, so an image's result does not depend on the batch. */
+/* Whether the bf16 pass on `kernel` runs layer l on direct_bf16.c's path: 3x3 layers of stride 1
+ * or 2 on the AVX512-BF16 kernel, but for those Winograd does faster in fp32. It depends on the
+ * layer's shape only, so an image's result does not depend on the batch. */
 static int runs_direct_bf16(const dn_layer *l, dn_bf16_kernel kernel)
 {
     if (kernel != DN_BF16_AVX512 || !dn_direct_bf16_applies(l)) return 0;
@@ -258,7 +258,7 @@ static int runs_direct_bf16(const dn_layer *l, dn_bf16_kernel kernel)
 }
 
 /* bf16 inference runs the im2col and 1x1 paths with bf16 operands, and on the AVX512-BF16 kernel
- * 3x3 stride-1 layers on direct_bf16.c's path. Winograd layers otherwise keep fp32:
+ * 3x3 layers of stride 1 and 2 on direct_bf16.c's path. Winograd layers otherwise keep fp32:
  * F(4x4, 3x3)'s output transform (coefficients up to 8 per side, cancelling) magnifies the
  * rounding of the transformed tiles and kernels about twentyfold, so that in bf16 single outputs
  * of a random 32-channel layer were 20 % off (0.1 % for bf16 im2col); and fp32 Winograd does the

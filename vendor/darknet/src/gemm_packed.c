@@ -402,10 +402,6 @@ int dn_gemm_packed_with(const char *kernel_name, int m, int n, int k, const floa
 /* Channel pairs of one depth chunk of dn_gemm_bf16_taps: the B it reads for a block of NC
  * columns (3x3 taps: 3 rows of NC + 2 pairs per channel pair, 13 KiB) stays in L1. */
 #define DN_TAPS_CHUNK_PAIRS 32
-/* Rows of C of one AVX512-BF16 kernel call: 12 x 32 columns are 24 accumulators of the 32 zmm
- * registers. With 6 rows (12 accumulators) the kernel ran at 690 GFLOP/s on two Zen 5 cores (a
- * 512x512 3x3 layer on 26x26: 4.74 ms), with 12 at 760-1000 (4.22 ms). */
-#define DN_BF16_MR 12
 
 static int round_up(int x, int step) { return (x + step - 1) / step * step; }
 
@@ -615,6 +611,14 @@ DN_BF16_TARGET static void gemm_bf16_blocks(int m, int n, int k, const uint16_t 
     }
 }
 
+/* Two fp32 vectors as bf16 pairs (a in the low half). */
+DN_BF16_TARGET static inline __m512i bf16_pairs(__m512 a, __m512 b)
+{
+    const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(a));
+    const __m512i hi = _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(b)), 16);
+    return _mm512_or_si512(lo, hi);
+}
+
 /* Channels 2q and 2q + 1 of one image row (fp32, `count` values) as bf16 pairs (2q in the low
  * half; `odd` NULL for a missing last channel). */
 DN_BF16_TARGET static void pair_row(const float *even, const float *odd, int count, uint32_t *out)
@@ -622,10 +626,32 @@ DN_BF16_TARGET static void pair_row(const float *even, const float *odd, int cou
     for (int x = 0; x < count; x += DN_GEMM_NR) {
         const int left = count - x;
         const __mmask16 mask = left >= DN_GEMM_NR ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
-        const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, even + x)));
         const __m512 high = odd ? _mm512_maskz_loadu_ps(mask, odd + x) : _mm512_setzero_ps();
-        const __m512i hi = _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(high)), 16);
-        _mm512_mask_storeu_epi32(out + x, mask, _mm512_or_si512(lo, hi));
+        _mm512_mask_storeu_epi32(out + x, mask, bf16_pairs(_mm512_maskz_loadu_ps(mask, even + x), high));
+    }
+}
+
+/* src[0], src[2], .. src[2 (count - 1)] (count <= 16) in the first lanes, 0 after; reads nothing
+ * past src[2 (count - 1)]. */
+DN_BF16_TARGET static inline __m512 even_lanes(const float *src, int count)
+{
+    const int reach = 2 * count - 1;
+    const __mmask16 first = reach >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << reach) - 1u);
+    const __mmask16 second = reach >= 32 ? (__mmask16)0xFFFF
+                             : reach > 16 ? (__mmask16)((1u << (reach - 16)) - 1u) : (__mmask16)0;
+    const __m512 lo = _mm512_maskz_loadu_ps(first, src), hi = _mm512_maskz_loadu_ps(second, src + 16);
+    const __m512i every_other = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    return _mm512_permutex2var_ps(lo, every_other, hi);
+}
+
+/* Values 0, 2, 4, .. of `count` pairs from rows even and odd (odd NULL: 0) as bf16 pairs. */
+DN_BF16_TARGET static void pair_row_every_other(const float *even, const float *odd, int count, uint32_t *out)
+{
+    for (int x = 0; x < count; x += DN_GEMM_NR) {
+        const int now = count - x < DN_GEMM_NR ? count - x : DN_GEMM_NR;
+        const __mmask16 mask = now == DN_GEMM_NR ? (__mmask16)0xFFFF : (__mmask16)((1u << now) - 1u);
+        const __m512 high = odd ? even_lanes(odd + 2 * x, now) : _mm512_setzero_ps();
+        _mm512_mask_storeu_epi32(out + x, mask, bf16_pairs(even_lanes(even + 2 * x, now), high));
     }
 }
 
@@ -789,6 +815,42 @@ int dn_bf16_pair_planes(const float *im, int channels, int height, int width, in
     return 1;
 #else
     (void)im, (void)channels, (void)height, (void)width, (void)pad, (void)plane_step, (void)pair, (void)out;
+    return 0;
+#endif
+}
+
+int dn_bf16_pair_phases(const float *im, int channels, int height, int width, int rows, int wide, size_t phase_step,
+                        int pair, uint32_t *out)
+{
+#ifdef DN_GEMM_X86
+    if (!dn_cpu_has_bf16()) return 0;
+    const float *even = im + (size_t)2 * pair * height * width;
+    const float *odd = 2 * pair + 1 < channels ? even + (size_t)height * width : NULL;
+    for (int phase = 0; phase < 4; ++phase) {
+        const int py = phase / 2, px = phase % 2;
+        uint32_t *plane = out + ((size_t)pair * 4 + phase) * phase_step;
+        /* plane column b is padded column 2b + px, image column 2b + px - 1: inside for b in [lo, hi) */
+        const int lo = px ? 0 : 1;
+        int hi = (width - px) / 2 + 1;
+        if (hi > wide) hi = wide;
+        for (int a = 0; a < rows; ++a) {
+            uint32_t *row = plane + (size_t)a * wide;
+            const int iy = 2 * a + py - 1;
+            if (iy < 0 || iy >= height || hi <= lo) {
+                memset(row, 0, sizeof(uint32_t) * (size_t)wide);
+                continue;
+            }
+            const size_t at = (size_t)iy * width + 2 * lo + px - 1;
+            row[0] = 0;
+            pair_row_every_other(even + at, odd ? odd + at : NULL, hi - lo, row + lo);
+            memset(row + hi, 0, sizeof(uint32_t) * (size_t)(wide - hi));
+        }
+        memset(plane + (size_t)rows * wide, 0, sizeof(uint32_t) * (phase_step - (size_t)rows * wide));
+    }
+    return 1;
+#else
+    (void)im, (void)channels, (void)height, (void)width, (void)rows, (void)wide, (void)phase_step, (void)pair,
+        (void)out;
     return 0;
 #endif
 }

@@ -290,8 +290,8 @@ void dn_yolo_deltas(dn_layer *l, const struct dn_network *net, const float *trut
 /* The multiply-add of inference batch norm (or of the bias alone) for filter f. */
 void dn_convolutional_affine(const dn_layer *l, int f, float *mul, float *add);
 
-/* direct_bf16.c: bf16 inference of 3x3 stride-1 pad-1 ungrouped convolutions on the AVX512-BF16
- * kernel, without im2col. The weights (dn_direct_bf16_weight_values of them) are packed by
+/* direct_bf16.c: bf16 inference of 3x3 pad-1 ungrouped convolutions of stride 1 or 2 on the
+ * AVX512-BF16 kernel, without im2col. The weights (dn_direct_bf16_weight_values of them) are packed by
  * dn_direct_bf16_pack; the forward of n images needs dn_direct_bf16_workspace floats. */
 int dn_direct_bf16_applies(const dn_layer *l);
 size_t dn_direct_bf16_workspace(const dn_layer *l, int threads);
@@ -395,6 +395,11 @@ void dn_gemm_single_threaded(void);
 #define DN_GEMM_MR 6
 #define DN_GEMM_NR 16
 #define DN_GEMM_NC (2 * DN_GEMM_NR)
+/* Rows of C of one AVX512-BF16 kernel call (the panels of its A): 12 x 32 columns are 24
+ * accumulators of the 32 zmm registers. With 6 rows (12 accumulators) the kernel ran at 690
+ * GFLOP/s on two Zen 5 cores (a 512x512 3x3 layer on 26x26: 4.74 ms), with 12 at 760-1000
+ * (4.22 ms). */
+#define DN_BF16_MR 12
 size_t dn_packed_a_floats(int m, int k);
 size_t dn_packed_b_floats(int k, int n);
 /* A (m x k, row-major, lda) into panels of MR rows; B (k x n, row-major, ldb) into panels of NR columns. */
@@ -437,6 +442,13 @@ size_t dn_packed_taps_bf16_values(int m, int taps, int pairs);
 void dn_pack_taps_bf16(const float *w, int m, int channels, int taps, uint16_t *out);
 int dn_bf16_pair_planes(const float *im, int channels, int height, int width, int pad, size_t plane_step, int pair,
                         uint32_t *out);
+/* dn_bf16_pair_phases: the same for stride 2, as the padded image's four phases (rows and columns
+ *   of even or odd padded index): phase 2 py + px of pair `pair` at out + (4 pair + phase) *
+ *   phase_step holds padded (2a + py, 2b + px) at a * wide + b for a < rows, b < wide, 0 outside
+ *   the image and up to phase_step. A stride-2 tap (ky, kx) then reads phase (ky % 2, kx % 2) at
+ *   a fixed shift (ky / 2, kx / 2). */
+int dn_bf16_pair_phases(const float *im, int channels, int height, int width, int rows, int wide, size_t phase_step,
+                        int pair, uint32_t *out);
 int dn_gemm_bf16_taps(int m, int n, int taps, const long *offsets, int pairs, const uint16_t *a, const uint32_t *b,
                       size_t b_step, float *c, int ldc);
 /* dn_gemm_packed with the micro-kernel of that name, for tests/test_gemm.c; 0 (nothing done) when
