@@ -107,12 +107,68 @@ static void test_shape(int m, int n, int k)
     free(a), free(b), free(pa), free(pb), free(c), free(rows), free(tail);
 }
 
+/* dn_gemm_bf16_taps on dn_bf16_pair_planes (stride 1) or dn_bf16_pair_phases (stride 2), as
+ * direct_bf16.c calls them, against a 3x3 pad-1 convolution in double of the bf16-rounded input
+ * and weights: odd channels, two channel chunks, partial rows of the kernel, narrow maps. */
+static void test_taps(int channels, int filters, int height, int width, int stride)
+{
+    if (!dn_bf16_kernel_runs(DN_BF16_AVX512)) return;
+    unsigned state = (unsigned)(channels * 7 + filters * 131 + height * 17 + width + stride);
+    const int out_h = (height - 1) / stride + 1, out_w = (width - 1) / stride + 1;
+    const int wide = stride == 1 ? width + 2 : out_w + 1, rows = stride == 1 ? height + 2 : out_h + 1;
+    const int pairs = (channels + 1) / 2, phases = stride * stride, n = out_h * wide;
+    const size_t plane = (size_t)rows * wide + 2 + DN_GEMM_NC - 1, pair_step = phases * plane;
+    float *im = malloc(sizeof(float) * channels * height * width), *w = malloc(sizeof(float) * filters * channels * 9);
+    uint16_t *a = malloc(sizeof(uint16_t) * dn_packed_taps_bf16_values(filters, 9, pairs));
+    uint32_t *planes = malloc(sizeof(uint32_t) * pairs * pair_step);
+    float *c = malloc(sizeof(float) * filters * n);
+    for (int i = 0; i < channels * height * width; ++i) im[i] = uniform(&state);
+    for (int i = 0; i < filters * channels * 9; ++i) w[i] = uniform(&state);
+    dn_pack_taps_bf16(w, filters, channels, 9, a);
+    for (int q = 0; q < pairs; ++q) {
+        if (stride == 1)
+            dn_bf16_pair_planes(im, channels, height, width, 1, pair_step, q, planes);
+        else
+            dn_bf16_pair_phases(im, channels, height, width, rows, wide, plane, q, planes);
+    }
+    long offsets[9];
+    for (int t = 0; t < 9; ++t) {
+        const int ky = t / 3, kx = t % 3;
+        offsets[t] = (long)((ky % stride) * stride + kx % stride) * (long)plane + (long)(ky / stride) * wide + kx / stride;
+    }
+    for (int i = 0; i < filters * n; ++i) c[i] = NAN;
+    dn_gemm_bf16_taps(filters, n, 9, offsets, pairs, a, planes, pair_step, c, n);
+    double worst = 0;
+    for (int f = 0; f < filters; ++f)
+        for (int y = 0; y < out_h; ++y)
+            for (int x = 0; x < out_w; ++x) {
+                double sum = 0;
+                for (int ch = 0; ch < channels; ++ch)
+                    for (int t = 0; t < 9; ++t) {
+                        const int iy = y * stride + t / 3 - 1, ix = x * stride + t % 3 - 1;
+                        if (iy < 0 || iy >= height || ix < 0 || ix >= width) continue;
+                        sum += (double)bf16(w[(f * channels + ch) * 9 + t]) * bf16(im[(ch * height + iy) * width + ix]);
+                    }
+                const double error = fabs(sum - c[f * n + y * wide + x]);
+                worst = isnan(error) ? INFINITY : error > worst ? error : worst;
+            }
+    char what[64];
+    snprintf(what, sizeof what, "bf16 taps %dx%dx%dx%d stride %d", channels, filters, height, width, stride);
+    check(worst <= 1e-6 * channels * 9, what, filters, n, channels * 9);
+    free(im), free(w), free(a), free(planes), free(c);
+}
+
 int main(void)
 {
     const int shapes[][3] = {{1, 1, 1},      {6, 16, 8},     {7, 17, 3},  {13, 50, 27},  {125, 33, 300},
                              {64, 129, 600}, {250, 20, 64},  {12, 48, 5}, {30, 200, 260}, {32, 32, 32},
                              {96, 64, 1100}, {33, 31, 513}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; ++i) test_shape(shapes[i][0], shapes[i][1], shapes[i][2]);
+    /* channels, filters, height, width, stride */
+    const int taps[][5] = {{3, 16, 13, 11, 1}, {67, 25, 5, 9, 1}, {8, 40, 7, 2, 1}, {64, 12, 1, 1, 1},
+                           {3, 16, 16, 13, 2}, {67, 25, 9, 34, 2}, {8, 8, 1, 7, 2}, {5, 13, 6, 1, 2}};
+    for (size_t i = 0; i < sizeof taps / sizeof taps[0]; ++i)
+        test_taps(taps[i][0], taps[i][1], taps[i][2], taps[i][3], taps[i][4]);
     const char *bf16_kernel = dn_bf16_kernel_name(dn_bf16_best_kernel());
     printf("test_gemm (%s micro-kernel here, bf16 %s): %d passed, %d failed\n", dn_gemm_packed_kernel_name(),
            bf16_kernel ? bf16_kernel : "not on this CPU", passed, failed);
