@@ -20,9 +20,9 @@ BF16 = dn.precision_supported("bf16")
 needs_bf16 = pytest.mark.skipif(not BF16, reason="this CPU lacks AVX512-BF16")
 #: A build whose bf16 runs on oneDNN (DARKNET_PY_ONEDNN=1): every layer in bf16, Winograd's too.
 ONEDNN = dn.bf16_backend().startswith("oneDNN")
-#: The default build on the AVX512-BF16 kernel: 3x3 stride-1 layers in bf16 without im2col
-#: (vendor/darknet/src/direct_bf16.c), but for those with fewer weights (channels x filters) than
-#: this on Winograd, which stay fp32 (convolutional_layer.c); with AMX all Winograd layers do.
+#: The default build on the AVX512-BF16 kernel: 3x3 layers of stride 1 and 2 in bf16 without
+#: im2col (vendor/darknet/src/direct_bf16.c), but for those with fewer weights (channels x filters)
+#: than this on Winograd, which stay fp32 (convolutional_layer.c); with AMX all Winograd layers do.
 DIRECT = dn.bf16_backend() == "darknet_py (AVX512-BF16)"
 DIRECT_OVER_WINOGRAD_WEIGHTS = 256 * 512
 #: Shapes for the direct path beside SHAPES': odd channels (a last pair half empty), more than one
@@ -114,8 +114,9 @@ def test_bf16_is_refused_with_the_reason_where_the_cpu_lacks_it(tmp_path):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_bf16_paths_equal_float64_on_the_rounded_operands(tmp_path, shape, threads):
     """im2col tiles, images side by side, stride 2 and 1x1 (the input read in place), 3x3
-    stride-1 layers without im2col on the AVX512-BF16 kernel, and in a oneDNN build every shape:
-    the bf16 result is darknet's formula on bf16-rounded input and weights, to fp32 summation."""
+    layers of stride 1 and 2 without im2col on the AVX512-BF16 kernel, and in a oneDNN build
+    every shape: the bf16 result is darknet's formula on bf16-rounded input and weights, to fp32
+    summation."""
     channels, filters, height, width, size, stride, batch_normalize, activation = shape
     cfg = write_conv_cfg(tmp_path / "conv.cfg", *shape)
     rng = np.random.default_rng(7)

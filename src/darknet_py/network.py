@@ -58,8 +58,8 @@ def bf16_backend() -> str:
     whole network as one oneDNN graph, every convolution in bf16, values between layers in bf16),
     else the engine's own bf16 GEMM kernel on this CPU, "darknet_py (AMX)" (AMX-BF16 tiles) or
     "darknet_py (AVX512-BF16)" (3x3 stride-1 layers on Winograd stay fp32, on AVX512-BF16 all
-    but the widest: see Network), or "darknet_py" where
-    the CPU runs no bf16 (precision_supported("bf16") is False)."""
+    but the widest: see Network), or "darknet_py" where the CPU runs no bf16
+    (precision_supported("bf16") is False)."""
     version = int(lib.dn_onednn_version())
     if version:
         return f"oneDNN {version // 10000}.{version // 100 % 100}.{version % 100}"

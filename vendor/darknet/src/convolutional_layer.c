@@ -115,19 +115,11 @@ static int is_pointwise(const dn_layer *l) { return l->size == 1 && l->stride ==
 #define DN_TILE_CACHE_FLOATS ((size_t)64 * 1024) /* 256 KiB of columns: within a core's L2 */
 #define DN_TILE_ALIGN DN_GEMM_NC                  /* columns: whole pairs of the GEMM's B panels */
 
-/* Columns per tile: fits the cache budget, yet splits one image over all threads. It depends on
- * the layer and the thread count only, never on the batch, so an image's result does not
- * depend on the images beside it. */
+/* Columns per tile: its im2col block fits the cache budget (dn_tile_columns). */
 static int tile_columns(const dn_layer *l, int threads)
 {
     const size_t k = (size_t)(l->c / l->groups) * l->size * l->size;
-    const size_t spatial = (size_t)l->out_h * l->out_w;
-    size_t cols = DN_TILE_CACHE_FLOATS / k;
-    const size_t share = (spatial + threads - 1) / threads;
-    if (cols > share) cols = share;
-    cols = (cols + DN_TILE_ALIGN - 1) / DN_TILE_ALIGN * DN_TILE_ALIGN;
-    if (cols < DN_TILE_ALIGN) cols = DN_TILE_ALIGN;
-    return cols > spatial ? (int)spatial : (int)cols;
+    return dn_tile_columns((size_t)l->out_h * l->out_w, DN_TILE_CACHE_FLOATS / k, threads);
 }
 
 /* Floats of one thread's forward tile: its columns in panels, or for 1x1 layers (which read the

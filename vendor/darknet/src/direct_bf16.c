@@ -59,16 +59,10 @@ static void tap_offsets(const dn_layer *l, long *offsets)
     }
 }
 
-/* Grid columns of one tile: its results fit the budget, yet one image is split over all threads. */
+/* Grid columns of one tile: its results fit the budget (dn_tile_columns). */
 static int tile_columns(const dn_layer *l, int threads)
 {
-    const long total = (long)l->out_h * grid_width(l);
-    long cols = (long)(DN_DIRECT_TILE_FLOATS / (size_t)l->filters);
-    const long share = (total + threads - 1) / threads;
-    if (cols > share) cols = share;
-    cols = (cols + DN_GEMM_NC - 1) / DN_GEMM_NC * DN_GEMM_NC;
-    if (cols < DN_GEMM_NC) cols = DN_GEMM_NC;
-    return cols > total ? (int)total : (int)cols;
+    return dn_tile_columns((size_t)l->out_h * grid_width(l), DN_DIRECT_TILE_FLOATS / (size_t)l->filters, threads);
 }
 
 /* Blocks of filters each tile is split into: where an image has too few tiles for two per thread
@@ -119,8 +113,8 @@ static void finish_grid_columns(dn_layer *l, struct dn_network *net, int b, int 
 
 void dn_direct_bf16_forward(dn_layer *l, struct dn_network *net, const float *input, int n)
 {
-    const int threads = net->threads, wide = grid_width(l), pairs = channel_pairs(l);
-    const size_t step = pair_step(l);
+    const int threads = net->threads, wide = grid_width(l), rows = grid_rows(l), pairs = channel_pairs(l);
+    const size_t step = pair_step(l), plane = plane_step(l);
     long offsets[DN_DIRECT_TAPS];
     tap_offsets(l, offsets);
     /* the workspace is plain memory: the pair planes, then each thread's results */
@@ -139,7 +133,7 @@ void dn_direct_bf16_forward(dn_layer *l, struct dn_network *net, const float *in
                 if (l->stride == 1)
                     dn_bf16_pair_planes(im, l->c, l->h, l->w, 1, step, q, planes);
                 else
-                    dn_bf16_pair_phases(im, l->c, l->h, l->w, grid_rows(l), wide, plane_step(l), q, planes);
+                    dn_bf16_pair_phases(im, l->c, l->h, l->w, rows, wide, plane, q, planes);
             }
 #pragma omp for schedule(dynamic, 1)
             for (long task = 0; task < tiles * blocks; ++task) {

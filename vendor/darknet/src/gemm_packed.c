@@ -391,8 +391,9 @@ int dn_gemm_packed_with(const char *kernel_name, int m, int n, int k, const floa
  *
  * dn_gemm_bf16_taps (AVX512-BF16; convolutions without im2col): B is bf16 pairs already, read in
  * place at a shifted offset per kernel tap (dn_bf16_pair_planes makes them); A
- * (dn_pack_taps_bf16): per panel of MR rows, per chunk of DN_TAPS_CHUNK_PAIRS channel pairs, per
- * tap, per pair, the MR rows' two values (channels 2q, 2q + 1; 0 past the channels and rows).
+ * (dn_pack_taps_bf16): per panel of DN_BF16_MR rows, per chunk of DN_TAPS_CHUNK_PAIRS channel
+ * pairs, per tap, per pair, the panel rows' two values (channels 2q, 2q + 1; 0 past the channels
+ * and rows). dn_bf16_pair_phases makes the pairs of stride-2 layers.
  */
 #define DN_AMX_TILE_ROWS 16   /* rows of a tile (and of C's tiles) */
 #define DN_AMX_TILE_DEPTHS 32 /* bf16 values in a tile row: 64 bytes */
@@ -517,6 +518,14 @@ void dn_pack_taps_bf16(const float *w, int m, int channels, int taps, uint16_t *
 #define DN_BF16_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,fma")))
 #define DN_AMX_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,fma,amx-tile,amx-bf16")))
 #define DN_BF16_PAIR_VALUES (2 * DN_GEMM_NC) /* bf16 values of one depth pair in a B block */
+/* Two fp32 vectors as bf16 pairs (a in the low half). */
+DN_BF16_TARGET static inline __m512i bf16_pairs(__m512 a, __m512 b)
+{
+    const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(a));
+    const __m512i hi = _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(b)), 16);
+    return _mm512_or_si512(lo, hi);
+}
+
 /* Depths pc .. pc + kc - 1 of B's columns jr .. jr + cols - 1 (cols <= NC; panels as
  * gemm_blocks reads them) into `block`: per depth pair, NC column pairs (depth 2q in the low
  * half); missing columns and depths are 0. */
@@ -533,10 +542,8 @@ DN_BF16_TARGET static void round_b_block(const float *b, size_t column_step, int
             const __m512 even = _mm512_maskz_loadu_ps(mask, panel + (size_t)p * ldb);
             const __m512 odd =
                 p + 1 < k ? _mm512_maskz_loadu_ps(mask, panel + (size_t)(p + 1) * ldb) : _mm512_setzero_ps();
-            const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(even));
-            const __m512i hi = _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(odd)), 16);
             _mm512_store_si512((void *)(block + (size_t)q * DN_BF16_PAIR_VALUES + half * 2 * DN_GEMM_NR),
-                               _mm512_or_si512(lo, hi));
+                               bf16_pairs(even, odd));
         }
     }
 }
@@ -609,14 +616,6 @@ DN_BF16_TARGET static void gemm_bf16_blocks(int m, int n, int k, const uint16_t 
             }
         }
     }
-}
-
-/* Two fp32 vectors as bf16 pairs (a in the low half). */
-DN_BF16_TARGET static inline __m512i bf16_pairs(__m512 a, __m512 b)
-{
-    const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(a));
-    const __m512i hi = _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(b)), 16);
-    return _mm512_or_si512(lo, hi);
 }
 
 /* Channels 2q and 2q + 1 of one image row (fp32, `count` values) as bf16 pairs (2q in the low

@@ -236,8 +236,8 @@ size_t dn_convolutional_workspace(const dn_layer *l, int threads);
  * path reads (packed panels or Winograd kernels): DN_ERR_MEMORY when that copy cannot be made. */
 dn_status dn_convolutional_prepare(dn_layer *l, int threads);
 /* The bf16 copies of the weights the inference forward reads at DN_PRECISION_BF16 (after
- * dn_convolutional_prepare), in the layout of `kernel`. Winograd layers have
- * none: they stay fp32 (see there). */
+ * dn_convolutional_prepare), in the layout of `kernel` (or of direct_bf16.c). The layers that
+ * stay on Winograd have none: they stay fp32 (see there). */
 dn_status dn_convolutional_prepare_bf16(dn_layer *l, int threads, dn_bf16_kernel kernel);
 /* onednn.c, the oneDNN build's bf16 inference (stubs elsewhere).
  * dn_onednn_forward: the whole inference forward of n images as oneDNN's graph; *ran is 0 (and
@@ -400,6 +400,19 @@ void dn_gemm_single_threaded(void);
  * GFLOP/s on two Zen 5 cores (a 512x512 3x3 layer on 26x26: 4.74 ms), with 12 at 760-1000
  * (4.22 ms). */
 #define DN_BF16_MR 12
+
+/* Columns of one task's tile of a convolution's `total` output columns: at most `fit` (what its
+ * cache budget holds), yet few enough that one image is split over all threads, in whole
+ * DN_GEMM_NC blocks where it can be. It depends on the layer and the thread count only, never on
+ * the batch, so an image's result does not depend on the images beside it. */
+static inline int dn_tile_columns(size_t total, size_t fit, int threads)
+{
+    const size_t share = (total + (size_t)threads - 1) / (size_t)threads;
+    size_t cols = fit < share ? fit : share;
+    cols = (cols + DN_GEMM_NC - 1) / DN_GEMM_NC * DN_GEMM_NC;
+    if (cols < DN_GEMM_NC) cols = DN_GEMM_NC;
+    return cols > total ? (int)total : (int)cols;
+}
 size_t dn_packed_a_floats(int m, int k);
 size_t dn_packed_b_floats(int k, int n);
 /* A (m x k, row-major, lda) into panels of MR rows; B (k x n, row-major, ldb) into panels of NR columns. */
