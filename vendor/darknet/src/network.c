@@ -504,10 +504,25 @@ static dn_status ensure_training(dn_network *net)
     return DN_OK;
 }
 
+/* Floats per piece of zero_deltas' memset (1 MiB). */
+#define DN_ZERO_CHUNK 262144
+
+/* Every layer's delta to 0 before a backward pass, the pieces shared among the threads: for
+ * yolov4-tiny-416 at batch 16 that is about 500 MB, some 40 ms for one thread (2-3 % of a
+ * training step), which one core's stores cannot push to memory as fast as two. */
 static void zero_deltas(dn_network *net, int n)
 {
-    for (int i = 0; i < net->n; ++i)
-        memset(net->layers[i].delta, 0, (size_t)n * net->layers[i].outputs * sizeof(float));
+#pragma omp parallel num_threads(net->threads)
+    for (int i = 0; i < net->n; ++i) {
+        float *delta = net->layers[i].delta;
+        const size_t count = (size_t)n * net->layers[i].outputs;
+        const long pieces = (long)((count + DN_ZERO_CHUNK - 1) / DN_ZERO_CHUNK);
+#pragma omp for schedule(static) nowait
+        for (long c = 0; c < pieces; ++c) {
+            const size_t first = (size_t)c * DN_ZERO_CHUNK;
+            memset(delta + first, 0, (count - first < DN_ZERO_CHUNK ? count - first : DN_ZERO_CHUNK) * sizeof(float));
+        }
+    }
 }
 
 int dn_frozen_through(const dn_network *net, int iteration)
