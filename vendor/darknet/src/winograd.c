@@ -93,9 +93,18 @@ static size_t block_floats(const dn_layer *l, int per_block)
 }
 
 /*
+ * The output transform takes runs of up to this many of a block's tiles, whatever rows of tiles
+ * they lie in: its lanes are the tiles, and a row of tiles alone (3 on a 10x10 map, 4 on 13x13)
+ * left the vector loop to its scalar remainder. Y's 16 rows lie one float further apart than a
+ * run, off the powers of two.
+ */
+#define DN_WINO_RUN_TILES 64
+#define DN_WINO_Y_STRIDE (DN_WINO_RUN_TILES + 1)
+
+/*
  * Scratch per thread. The input transform lays out six padded input rows at a time, NR channels
  * a cell (transform_segment's stage: at most 4 tiles_x + 2 cells a row), and keeps one B panel's
- * V before turning it. The output transform needs 16 rows of tiles_x + 1 floats.
+ * V before turning it. The output transform needs 16 rows of DN_WINO_Y_STRIDE floats.
  */
 static int padded_width(const dn_layer *l) { return DN_WINO_OUT * tiles_across(l) + 2; }
 static size_t stage_floats(const dn_layer *l) { return (size_t)DN_WINO_IN * padded_width(l) * DN_GEMM_NR; }
@@ -104,7 +113,7 @@ static size_t stage_floats(const dn_layer *l) { return (size_t)DN_WINO_IN * padd
 static size_t scratch_floats(const dn_layer *l)
 {
     const size_t inputs = DN_WINO_PANEL_FLOATS + stage_floats(l);
-    const size_t outputs = (size_t)DN_WINO_OUT * DN_WINO_OUT * (tiles_across(l) + 1);
+    const size_t outputs = (size_t)DN_WINO_OUT * DN_WINO_OUT * DN_WINO_Y_STRIDE;
     return inputs > outputs ? inputs : outputs;
 }
 
@@ -506,43 +515,46 @@ typedef enum {
 DN_HOT static void transform_outputs_image(const dn_layer *l, const float *m, int ld, int first, int count, int f,
                                            float *out, float *act_input, dn_wino_mode mode, float *scratch)
 {
-    const int oh = l->out_h, ow = l->out_w, tiles_x = tiles_across(l), stride = tiles_x + 1;
+    const int oh = l->out_h, ow = l->out_w, tiles_x = tiles_across(l);
     const size_t point = m_point_floats(l, ld);
     const size_t plane = (size_t)oh * ow;
-    float *y[DN_WINO_OUT * DN_WINO_OUT]; /* y[4i + j][k]: output (4ty + i, 4tx + j) of tile k */
-    for (int q = 0; q < DN_WINO_OUT * DN_WINO_OUT; ++q) y[q] = scratch + (size_t)q * stride;
+    float *y[DN_WINO_OUT * DN_WINO_OUT]; /* y[4i + j][k]: output (4ty + i, 4tx + j) of the run's tile k */
+    for (int q = 0; q < DN_WINO_OUT * DN_WINO_OUT; ++q) y[q] = scratch + (size_t)q * DN_WINO_Y_STRIDE;
     const int end = first + count;
-    {
-        float mul = 1.0f, add = 0.0f;
-        if (mode == DN_WINO_EPILOGUE) dn_convolutional_affine(l, f, &mul, &add);
-        for (int t0 = first; t0 < end;) {
-            const int ty = t0 / tiles_x, tx0 = t0 % tiles_x;
-            const int tx1 = end - t0 < tiles_x - tx0 ? tx0 + (end - t0) : tiles_x;
-            const int n = tx1 - tx0;
-            const float *restrict src = m + (size_t)f * ld + (t0 - first);
+    float mul = 1.0f, add = 0.0f;
+    if (mode == DN_WINO_EPILOGUE) dn_convolutional_affine(l, f, &mul, &add);
+    for (int r0 = first; r0 < end; r0 += DN_WINO_RUN_TILES) {
+        const int n = end - r0 < DN_WINO_RUN_TILES ? end - r0 : DN_WINO_RUN_TILES;
+        const float *restrict src = m + (size_t)f * ld + (r0 - first);
 #pragma omp simd
-            for (int k = 0; k < n; ++k) {
-                float t[DN_WINO_OUT][DN_WINO_IN]; /* A^T m */
-                for (int j = 0; j < DN_WINO_IN; ++j) {
+        for (int k = 0; k < n; ++k) {
+            float t[DN_WINO_OUT][DN_WINO_IN]; /* A^T m */
+            for (int j = 0; j < DN_WINO_IN; ++j) {
 #define S(i) src[(size_t)(DN_WINO_IN * (i) + j) * point + k]
-                    DN_WINO_AT(S(0), S(1), S(2), S(3), S(4), S(5), t[0][j], t[1][j], t[2][j], t[3][j]);
+                DN_WINO_AT(S(0), S(1), S(2), S(3), S(4), S(5), t[0][j], t[1][j], t[2][j], t[3][j]);
 #undef S
-                }
-                for (int i = 0; i < DN_WINO_OUT; ++i) {
-                    float r0, r1, r2, r3;
-                    DN_WINO_AT(t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5], r0, r1, r2, r3);
-                    y[4 * i][k] = r0 * mul + add;
-                    y[4 * i + 1][k] = r1 * mul + add;
-                    y[4 * i + 2][k] = r2 * mul + add;
-                    y[4 * i + 3][k] = r3 * mul + add;
-                }
             }
+            for (int i = 0; i < DN_WINO_OUT; ++i) {
+                float r0, r1, r2, r3;
+                DN_WINO_AT(t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5], r0, r1, r2, r3);
+                y[4 * i][k] = r0 * mul + add;
+                y[4 * i + 1][k] = r1 * mul + add;
+                y[4 * i + 2][k] = r2 * mul + add;
+                y[4 * i + 3][k] = r3 * mul + add;
+            }
+        }
+        /* the run's tiles into the output, a row of tiles (or the part of one in the run) at a time */
+        for (int t0 = r0; t0 < r0 + n;) {
+            const int ty = t0 / tiles_x, tx0 = t0 % tiles_x;
+            const int tx1 = r0 + n - t0 < tiles_x - tx0 ? tx0 + (r0 + n - t0) : tiles_x;
+            const int in_run = t0 - r0;
             for (int i = 0; i < DN_WINO_OUT; ++i) {
                 const int oy = DN_WINO_OUT * ty + i;
                 if (oy >= oh) break;
-                const float *y0 = y[4 * i], *y1 = y[4 * i + 1], *y2 = y[4 * i + 2], *y3 = y[4 * i + 3];
+                const float *y0 = y[4 * i] + in_run, *y1 = y[4 * i + 1] + in_run;
+                const float *y2 = y[4 * i + 2] + in_run, *y3 = y[4 * i + 3] + in_run;
                 const size_t at = (size_t)f * plane + (size_t)oy * ow + DN_WINO_OUT * tx0;
-                int columns = DN_WINO_OUT * n; /* the image's last tile may stick out */
+                int columns = DN_WINO_OUT * (tx1 - tx0); /* the image's last tile may stick out */
                 if (DN_WINO_OUT * tx0 + columns > ow) columns = ow - DN_WINO_OUT * tx0;
                 float *restrict o_row = out + at;
                 const int whole = columns / DN_WINO_OUT;
@@ -568,7 +580,7 @@ DN_HOT static void transform_outputs_image(const dn_layer *l, const float *m, in
                 if (act_input) memcpy(act_input + at, o_row, sizeof(float) * (size_t)columns);
                 dn_activate_array(o_row, (size_t)columns, l->activation);
             }
-            t0 += n;
+            t0 += tx1 - tx0;
         }
     }
 }
