@@ -11,11 +11,6 @@ static inline void inside_columns(int width, int stride, int pad, int kx, int *l
     *hi = width - 1 + pad - kx >= 0 ? (width - 1 + pad - kx) / stride + 1 : 0;
 }
 
-/*
- * col has (channels * ksize * ksize) rows, ld floats apart, of (out_h * out_w) values; row
- * (ch, ky, kx) holds the input pixel under kernel tap (ky, kx) for every output position, 0
- * where the tap falls into the padding. (ld > out_h * out_w puts several images side by side.)
- */
 /* dn_im2col for 3x3 stride-1 pad-1 layers: a tap row's three columns at once, from the same input
  * row. On small maps the general loop's memcpy per tap and output row cost more than the copying. */
 __attribute__((always_inline)) static inline void im2col_3x3_stride1(const float *im, int channels, int height,
@@ -45,6 +40,11 @@ __attribute__((always_inline)) static inline void im2col_3x3_stride1(const float
     }
 }
 
+/*
+ * col has (channels * ksize * ksize) rows, ld floats apart, of (out_h * out_w) values; row
+ * (ch, ky, kx) holds the input pixel under kernel tap (ky, kx) for every output position, 0
+ * where the tap falls into the padding. (ld > out_h * out_w puts several images side by side.)
+ */
 DN_HOT void dn_im2col(const float *im, int channels, int height, int width, int ksize, int stride, int pad,
                       float *col, size_t ld)
 {
